@@ -1,0 +1,115 @@
+"""Category analysis (table, half-coverage count, plot) and ingestion counts for CoverExampleGen."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import json
+import logging
+import os
+
+from apache_beam.metrics.metric import MetricsFilter
+
+from components import books_csv
+from components.cover_example_gen.settings import IngestSettings
+
+COUNTS_FILE = "category_counts.csv"
+ANALYSIS_FILE = "category_analysis.json"
+PLOT_FILE = "category_cumulative_share.png"
+INGEST_FILE = "ingest_summary.json"
+
+
+def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) -> list[dict]:
+    """Reads the CSV, writes the category analysis to `out_dir`, returns the sampled books."""
+    read = books_csv.read_books(csv_path)
+    table = books_csv.analyse_categories(read.books)
+    if not table:
+        raise ValueError(
+            f"{csv_path}: none of its {read.rows_read} rows is usable; "
+            f"skipped by reason: {dict(read.skipped)}")
+    categories = books_csv.select_categories(table, settings.top_k, settings.min_books)
+    sample = books_csv.sample_balanced(read.books, categories, settings.per_class, settings.seed)
+    os.makedirs(out_dir, exist_ok=True)
+    write_counts(table, os.path.join(out_dir, COUNTS_FILE))
+    plot_cumulative_share(table, os.path.join(out_dir, PLOT_FILE), len(categories))
+    summary = {
+        "csv": csv_path,
+        "rows_read": read.rows_read,
+        "usable_rows": len(read.books),
+        "skipped_rows": dict(sorted(read.skipped.items())),
+        "categories_total": len(table),
+        "categories_covering_half": books_csv.categories_covering(table, 0.5),
+        "selected_categories": categories,
+        "per_class": len(sample) // len(categories),
+        "selected_books": len(sample),
+    }
+    with open(os.path.join(out_dir, ANALYSIS_FILE), "w") as f:
+        json.dump(summary, f, indent=2)
+    logging.info("category analysis: %s", json.dumps(summary))
+    return [
+        {**dataclasses.asdict(b), "authors": list(b.authors)} for b in sample
+    ]
+
+
+def write_counts(table: list[books_csv.CategoryCount], path: str) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["category", "count", "cumulative_share"])
+        for row in table:
+            writer.writerow([row.category, row.count, f"{row.cumulative_share:.6f}"])
+
+
+def plot_cumulative_share(
+    table: list[books_csv.CategoryCount], path: str, selected: int
+) -> None:
+    """Sorted cumulative category frequency, with the selection and 50% marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ranks = list(range(1, len(table) + 1))
+    shares = [100 * r.cumulative_share for r in table]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    ax.plot(ranks, shares, marker="o" if len(table) <= 60 else None, markersize=3)
+    ax.axhline(50, color="grey", linestyle=":", label="half of the books")
+    ax.axvline(selected, color="tab:red", linestyle="--", label=f"{selected} categories kept")
+    ax.set_xscale("log" if len(table) > 60 else "linear")
+    ax.set_xlabel("categories, largest first (rank)")
+    ax.set_ylabel("cumulative share of books (%)")
+    ax.set_ylim(0, 101)
+    ax.set_title(f"Cumulative category frequency ({len(table)} categories)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def ingest_counts(metrics, namespace: str, selected: int) -> dict:
+    """Beam counters of the run, gathered into one summary."""
+    results = metrics.query(MetricsFilter().with_namespace(namespace))["counters"]
+    values = {r.key.metric.name: r.committed or r.attempted or 0 for r in results}
+    failed_by_reason = {
+        name.split("/", 1)[1]: n for name, n in sorted(values.items()) if name.startswith("failed/")
+    }
+    examples: dict = collections.defaultdict(dict)
+    for name, n in sorted(values.items()):
+        if name.startswith("examples/"):
+            _, split, category = name.split("/", 2)
+            examples[split][category] = n
+    return {
+        "selected": selected,
+        "downloaded": values.get("downloaded", 0),
+        "cached": values.get("cached", 0),
+        "failed": sum(failed_by_reason.values()),
+        "failed_by_reason": failed_by_reason,
+        "duplicates_dropped": values.get("duplicates_dropped", 0),
+        "examples": dict(examples),
+    }
+
+
+def write_ingest_summary(out_dir: str, counts: dict) -> None:
+    with open(os.path.join(out_dir, INGEST_FILE), "w") as f:
+        json.dump(counts, f, indent=2, sort_keys=True)

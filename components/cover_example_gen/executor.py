@@ -1,0 +1,236 @@
+"""Executor of CoverExampleGen: read, analyse, select, download, deduplicate and split."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import io
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx.components.example_gen import base_example_gen_executor, write_split
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components import books_csv, covers, splits
+from components.cover_example_gen import analysis
+from components.cover_example_gen.settings import IngestSettings
+from pipeline import configs
+
+METRICS_NAMESPACE = "CoverExampleGen"
+FAILURES_FILE = "failures.csv"
+FAILURE_FIELDS = ("row", "category", "url", "reason", "detail")
+
+
+class DownloadCoversFn(beam.DoFn):
+    """Downloads a batch of covers concurrently with one pooled session per worker."""
+
+    def __init__(self, settings: IngestSettings):
+        self._settings = settings
+
+    def setup(self):
+        fetch = self._settings.fetch
+        self._session = covers.make_session(fetch.connections)
+        self._cache = covers.CoverCache(self._settings.cache_dir or None)
+        self._pool = concurrent.futures.ThreadPoolExecutor(fetch.connections)
+        self._progress = _Progress()
+
+    def teardown(self):
+        self._pool.shutdown(wait=False)
+        self._session.close()
+
+    def _one(self, book: dict) -> tuple[dict, bytes | None, bool, covers.CoverError | None]:
+        try:
+            jpeg, cached = covers.download_cover(
+                book["image_url"], self._session, self._settings.fetch, self._cache
+            )
+            return book, jpeg, cached, None
+        except covers.CoverError as e:
+            return book, None, False, e
+        except Exception as e:  # noqa: BLE001 - one bad cover must never kill the run
+            return book, None, False, covers.CoverError("unexpected_error", repr(e))
+
+    def process(self, batch: list[dict]):
+        for book, jpeg, cached, error in self._pool.map(self._one, batch):
+            if error is not None:
+                beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"failed/{error.reason}").inc()
+                self._progress.add(failed=1)
+                yield beam.pvalue.TaggedOutput("failures", {**book, "reason": error.reason,
+                                                            "detail": error.detail})
+                continue
+            counter = "cached" if cached else "downloaded"
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter).inc()
+            self._progress.add(done=1, cached=int(cached))
+            yield {**book, "jpeg": jpeg, "content_hash": covers.content_hash(jpeg)}
+
+
+class _Progress:
+    """Logs counts and rate every few seconds from each worker."""
+
+    def __init__(self, every_s: float = 10.0):
+        self.start = self.last = time.monotonic()
+        self.every_s = every_s
+        self.done = self.cached = self.failed = 0
+
+    def add(self, done: int = 0, cached: int = 0, failed: int = 0) -> None:
+        self.done += done
+        self.cached += cached
+        self.failed += failed
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            rate = (self.done + self.failed) / max(now - self.start, 1e-9)
+            logging.info(
+                "covers (worker %d): %d ok (%d from cache), %d failed, %.1f covers/s",
+                os.getpid(), self.done, self.cached, self.failed, rate,
+            )
+
+
+def _keep_first_by_hash(item: tuple[str, list[dict]]):
+    _, group = item
+    ordered = sorted(group, key=lambda b: (b["row"], b["image_url"]))
+    if len(ordered) > 1:
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc(
+            len(ordered) - 1)
+    return ordered[0]
+
+
+class AssignSplitsFn(beam.DoFn):
+    """Per category: orders books stably and fills train/eval/test to their shares."""
+
+    def __init__(self, buckets: list[int], split_names: list[str], seed: int):
+        self._buckets = buckets
+        self._split_names = split_names
+        self._seed = seed
+
+    def process(self, item: tuple[str, list[dict]]):
+        category, items = item
+        books: dict[str, list[dict]] = {}
+        for cover in items:
+            books.setdefault(splits.book_key(cover["title"], cover["authors"]), []).append(cover)
+        keys = sorted(books, key=lambda k: splits.stable_order(k, self._seed))
+        assignment = splits.assign_groups([len(books[k]) for k in keys], self._buckets)
+        for key, split_index in zip(keys, assignment):
+            split = self._split_names[split_index]
+            for cover in sorted(books[key], key=lambda c: c["content_hash"]):
+                beam.metrics.Metrics.counter(
+                    METRICS_NAMESPACE, f"examples/{split}/{category}").inc()
+                yield split, cover
+
+
+def to_example(cover: dict) -> bytes:
+    def bytes_feature(value: bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    features = {
+        configs.IMAGE_KEY: bytes_feature(cover["jpeg"]),
+        configs.CATEGORY_KEY: bytes_feature(cover["category"].encode("utf-8")),
+        configs.TITLE_KEY: bytes_feature(cover["title"].encode("utf-8")),
+        configs.SOURCE_URL_KEY: bytes_feature(cover["image_url"].encode("utf-8")),
+        configs.CONTENT_HASH_KEY: bytes_feature(cover["content_hash"].encode("ascii")),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=features))
+    return example.SerializeToString(deterministic=True)
+
+
+def failure_line(failure: dict) -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(
+        [failure["row"], failure["category"], failure["image_url"], failure["reason"],
+         failure["detail"][:500]])
+    return out.getvalue().rstrip("\r\n")
+
+
+class Executor(base_example_gen_executor.BaseExampleGenExecutor):
+    """Custom ExampleGen executor; the CSV is small enough to select on the driver."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        # Splitting is stratified and book-aware, so GenerateExamplesByBeam is ours.
+        raise NotImplementedError("CoverExampleGen builds its splits in Do")
+
+    def Do(
+        self,
+        input_dict: dict[str, list[Any]],
+        output_dict: dict[str, list[Any]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        settings = IngestSettings.from_dict(json.loads(exec_properties["ingest_settings"]))
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        buckets = [s.hash_buckets for s in output_config.split_config.splits]
+
+        csv_path = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
+                                input_config.splits[0].pattern)
+        analysis_dir = artifact_utils.get_single_uri(output_dict["category_analysis"])
+        selection = analysis.analyse_and_select(csv_path, settings, analysis_dir)
+
+        examples_artifact = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY])
+        examples_artifact.split_names = artifact_utils.encode_split_names(split_names)
+        result = self._run_beam(selection, settings, split_names, buckets, examples_artifact.uri,
+                                output_dict[standard_component_specs.EXAMPLES_KEY])
+        counts = analysis.ingest_counts(result.metrics(), METRICS_NAMESPACE, len(selection))
+        analysis.write_ingest_summary(analysis_dir, counts)
+        for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
+            artifact.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+            artifact.set_string_custom_property("file_format", "tfrecords_gzip")
+        share = counts["failed"] / max(len(selection), 1)
+        if share > settings.max_failure_share:
+            raise RuntimeError(
+                f"{counts['failed']} of {len(selection)} covers ({share:.0%}) failed, over the "
+                f"allowed {settings.max_failure_share:.0%}; reasons {counts['failed_by_reason']}; "
+                f"see {os.path.join(examples_artifact.uri, FAILURES_FILE)}")
+        logging.info("CoverExampleGen: %s", json.dumps(counts))
+
+    def _run_beam(self, selection, settings, split_names, buckets, examples_uri, examples):
+        pipeline = self._make_beam_pipeline()
+        batch = max(1, settings.fetch.connections)
+        downloaded = (
+            pipeline
+            | "Books" >> beam.Create(selection)
+            | "Spread" >> beam.Reshuffle()
+            | "Batch" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch * 4)
+            | "Download" >> beam.ParDo(DownloadCoversFn(settings)).with_outputs(
+                "failures", main="covers")
+        )
+        _ = (
+            downloaded.failures
+            | "FailureLines" >> beam.Map(failure_line)
+            | "WriteFailures" >> beam.io.WriteToText(
+                os.path.join(examples_uri, FAILURES_FILE), shard_name_template="",
+                header=",".join(FAILURE_FIELDS))
+        )
+        split_covers = (
+            downloaded.covers
+            | "ByHash" >> beam.Map(lambda c: (c["content_hash"], c))
+            | "GroupHash" >> beam.GroupByKey()
+            | "Dedupe" >> beam.Map(_keep_first_by_hash)
+            | "ByCategory" >> beam.Map(lambda c: (c["category"], c))
+            | "GroupCategory" >> beam.GroupByKey()
+            | "AssignSplits" >> beam.ParDo(AssignSplitsFn(buckets, split_names, settings.seed))
+        )
+        for name in split_names:
+            _ = (
+                split_covers
+                | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
+                | f"ToExample[{name}]" >> beam.Map(lambda kv: to_example(kv[1]))
+                | f"WriteSplit[{name}]" >> write_split.WriteSplit(
+                    artifact_utils.get_split_uri(examples, name),
+                    example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+            )
+        result = pipeline.run()
+        result.wait_until_finish()
+        return result

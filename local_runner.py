@@ -1,0 +1,123 @@
+"""Runs the bookcover pipeline on this machine: LocalDagRunner, Beam DirectRunner, SQLite MLMD."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from pipeline import configs
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Train and push a book-cover category classifier with TFX. With no "
+                    "--books-csv the run uses a small generated dataset (the embedded default).")
+    p.add_argument("--books-csv", help="a books_data.csv (Amazon Books Reviews format); its "
+                   "`image` column holds http(s) URLs, file:// URIs or paths")
+    p.add_argument("--categories", type=int, default=None,
+                   help=f"keep the K largest categories (default {configs.NUM_CATEGORIES}; "
+                   f"{configs.EMBEDDED_CATEGORIES} for the embedded data)")
+    p.add_argument("--per-class", type=int, default=None,
+                   help=f"covers sampled per category (default {configs.PER_CLASS}, at most the "
+                   "smallest selected category)")
+    p.add_argument("--epochs", type=int, default=configs.TRAIN_EPOCHS, help="Trainer epochs")
+    p.add_argument("--tuner-epochs", type=int, default=configs.TUNER_EPOCHS,
+                   help="epochs per grid-search trial")
+    p.add_argument("--learning-rates", type=float, nargs="+", default=list(configs.LEARNING_RATES),
+                   help="grid: learning rates")
+    p.add_argument("--first-filters", type=int, nargs="+", default=list(configs.FIRST_FILTERS),
+                   help="grid: filters of the first convolution")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"per-replica batch size (default {configs.BATCH_SIZE}; "
+                   f"{configs.EMBEDDED_BATCH_SIZE} for the embedded data)")
+    p.add_argument("--accuracy-floor", type=float, default=None,
+                   help="test accuracy a model needs to be blessed (default 1.5x chance)")
+    p.add_argument("--connections", type=int, default=configs.CONNECTIONS_PER_WORKER,
+                   help="concurrent downloads per Beam worker")
+    p.add_argument("--output-dir", default=configs.OUTPUT_DIR,
+                   help="where everything is written (default ./outputs)")
+    p.add_argument("--direct-num-workers", type=int, default=configs.DIRECT_NUM_WORKERS,
+                   help="Beam DirectRunner worker processes (0: one per core)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    # Imported here so that --help answers without loading TensorFlow.
+    from tfx import v1 as tfx
+
+    from components.cover_example_gen.settings import IngestSettings
+    from components.covers import FetchConfig
+    from pipeline import embedded_data, pipeline, run_summary
+
+    output_dir = os.path.abspath(args.output_dir)
+    if args.books_csv:
+        csv_path = os.path.abspath(args.books_csv)
+        if not os.path.isfile(csv_path):
+            sys.exit(f"--books-csv: no such file: {csv_path}")
+        categories = args.categories or configs.NUM_CATEGORIES
+        batch_size = args.batch_size or configs.BATCH_SIZE
+    else:
+        data_dir = os.path.join(output_dir, "embedded_data")
+        csv_path = os.path.join(data_dir, "books_data.csv")
+        if not os.path.exists(csv_path):  # generate once: its mtime is part of the cache key
+            embedded_data.generate(data_dir)
+        categories = args.categories or configs.EMBEDDED_CATEGORIES
+        batch_size = args.batch_size or configs.EMBEDDED_BATCH_SIZE
+
+    settings = IngestSettings(
+        top_k=categories, per_class=args.per_class or configs.PER_CLASS,
+        cache_dir=os.path.join(output_dir, "cache", "covers"),
+        fetch=FetchConfig(connections=args.connections),
+    )
+    metadata_path = os.path.join(output_dir, "metadata.sqlite")
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    bookcover = pipeline.create_pipeline(
+        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_root=os.path.join(output_dir, "pipeline"),
+        data_dir=os.path.dirname(csv_path),
+        csv_name=os.path.basename(csv_path),
+        ingest_settings=settings,
+        serving_model_dir=os.path.join(output_dir, "serving_model"),
+        learning_rates=tuple(args.learning_rates),
+        first_filters=tuple(args.first_filters),
+        tuner_epochs=args.tuner_epochs,
+        train_epochs=args.epochs,
+        batch_size=batch_size,
+        accuracy_floor=args.accuracy_floor,
+        trainer_backup_dir=os.path.join(output_dir, "trainer_backup"),
+        metadata_connection_config=connection,
+        beam_pipeline_args=[
+            "--direct_running_mode=multi_processing",
+            f"--direct_num_workers={args.direct_num_workers}",
+        ],
+    )
+    started = time.monotonic()
+    tfx.orchestration.LocalDagRunner().run(bookcover)
+    summary = run_summary.build_summary(connection, configs.PIPELINE_NAME)
+    summary["wall_time_s"] = round(time.monotonic() - started, 1)
+    summary_path = os.path.join(output_dir, "run_summary.json")
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=2)
+    print_result(summary, summary_path)
+    return summary
+
+
+def print_result(summary: dict, summary_path: str) -> None:
+    executed = [n for n, c in summary["components"].items() if c["status"] == "executed"]
+    accuracy = summary.get("test_accuracy")
+    print(f"\nbookcover: run finished in {summary['wall_time_s']} s "
+          f"({len(executed)} of {len(summary['components'])} components executed, "
+          "the rest from cache)")
+    print(f"  categories:    {', '.join(summary.get('categories', []))}")
+    print(f"  test accuracy: {accuracy:.3f}" if accuracy is not None else "  test accuracy: n/a")
+    print(f"  blessed:       {summary['blessed']}")
+    print(f"  pushed model:  {summary['pushed_model'] or 'none (not blessed)'}")
+    print(f"  summary:       {summary_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Preprocessing, model, tuning and training code that TFX loads by dotted path."""

@@ -1,0 +1,88 @@
+"""The exported SavedModel: Transform graph + Keras 3 model behind serving signatures."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models.inputs import raw_feature_spec
+from pipeline import configs
+
+TOP_K = 3
+
+
+class CoverClassifier(tf.Module):
+    """Serves raw cover bytes or tf.Examples; one Transform graph for all paths."""
+
+    def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        names = tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
+        self.class_names = tf.Variable(
+            [n.decode("utf-8") if isinstance(n, bytes) else n for n in names],
+            trainable=False, name="class_names",
+        )
+        self.num_classes = len(names)
+        self.image_spec = raw_feature_spec(tf_transform_output, (configs.IMAGE_KEY,))
+        self.category_spec = raw_feature_spec(tf_transform_output, (configs.CATEGORY_KEY,))
+
+    def _classify(self, encoded_images: tf.Tensor) -> dict:
+        def run() -> dict:
+            shape = [-1, *self.image_spec[configs.IMAGE_KEY].shape]
+            raw = {configs.IMAGE_KEY: tf.reshape(encoded_images, shape)}
+            features = self.tft_layer(raw)
+            probabilities = tf.cast(
+                self.model(features[configs.IMAGE_KEY], training=False), tf.float32)
+            k = min(TOP_K, self.num_classes)
+            top = tf.math.top_k(probabilities, k=k)
+            return {
+                "probabilities": probabilities,
+                "category": tf.gather(self.class_names, top.indices[:, 0]),
+                "top_categories": tf.gather(self.class_names, top.indices),
+                "top_scores": top.values,
+            }
+
+        def empty() -> dict:
+            k = min(TOP_K, self.num_classes)
+            return {
+                "probabilities": tf.zeros([0, self.num_classes], tf.float32),
+                "category": tf.zeros([0], tf.string),
+                "top_categories": tf.zeros([0, k], tf.string),
+                "top_scores": tf.zeros([0, k], tf.float32),
+            }
+
+        # An empty request is valid and gets empty answers, not a shape error.
+        return tf.cond(tf.size(encoded_images) > 0, run, empty)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve_images(self, images: tf.Tensor) -> dict:
+        return self._classify(images)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_examples(self, examples: tf.Tensor) -> dict:
+        raw = tf.io.parse_example(examples, self.image_spec)
+        return self._classify(tf.reshape(raw[configs.IMAGE_KEY], [-1]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(self, examples: tf.Tensor) -> dict:
+        """Labels as the model saw them in training, for TFMA."""
+        # Given only the category, the Transform graph skips decoding images.
+        transformed = self.tft_layer(tf.io.parse_example(examples, self.category_spec))
+        return {configs.LABEL_KEY: transformed[configs.LABEL_KEY]}
+
+
+def export_model(
+    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
+) -> None:
+    module = CoverClassifier(model, tf_transform_output)
+    tf.saved_model.save(
+        module,
+        export_dir,
+        signatures={
+            "serving_default": module.serve_images,
+            "serving_tf_example": module.serve_tf_examples,
+            "transform_features": module.transform_features,
+        },
+    )

@@ -1,0 +1,40 @@
+"""Training history as JSON and as the accuracy/loss curves plot."""
+
+from __future__ import annotations
+
+import json
+import os
+
+HISTORY_FILE = "history.json"
+CURVES_FILE = "training_curves.png"
+
+
+def save_history(history: dict, out_dir: str) -> None:
+    clean = {k: [float(v) for v in values] for k, values in history.items()}
+    with open(os.path.join(out_dir, HISTORY_FILE), "w") as f:
+        json.dump(clean, f, indent=2)
+    plot_history(clean, os.path.join(out_dir, CURVES_FILE))
+
+
+def plot_history(history: dict, path: str) -> None:
+    """Accuracy and loss per epoch, train and eval, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    for ax, metric, title in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
+        for prefix, label in (("", "train"), ("val_", "eval")):
+            values = history.get(prefix + metric)
+            if values:
+                epochs = range(1, len(values) + 1)
+                ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.set_title(f"{title} per epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,148 @@
+"""Tuner and Trainer entry points: grid search, distributed fault-tolerant training, export."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+
+import keras
+import keras_tuner
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+
+from models import export, inputs, model, reports
+from pipeline import configs
+
+
+def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
+    """Classes in the category vocabulary; must match the one-hot width of the labels."""
+    vocabulary = tf_transform_output.vocabulary_size_by_name(configs.CATEGORY_VOCABULARY)
+    label_width = tf_transform_output.transformed_feature_spec()[configs.LABEL_KEY].shape[-1]
+    if vocabulary != label_width:
+        raise ValueError(
+            f"the data has {vocabulary} categories but Transform's one-hot labels have "
+            f"{label_width} columns (custom_config num_classes); they must agree")
+    return vocabulary
+
+
+def _datasets(fn_args, tf_transform_output, batch_size: int):
+    train = inputs.input_fn(fn_args.train_files, tf_transform_output, batch_size, shuffle=True)
+    evaluation = inputs.input_fn(fn_args.eval_files, tf_transform_output, batch_size,
+                                 shuffle=False)
+    return train, evaluation
+
+
+# TFX Tuner calls this.
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+    """A grid search over learning rate x first-layer filters, early-stopped on val loss."""
+    config = fn_args.custom_config or {}
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    num_classes = num_classes_of(tf_transform_output)
+    learning_rates = config.get("learning_rates", configs.LEARNING_RATES)
+    first_filters = config.get("first_filters", configs.FIRST_FILTERS)
+    hp = model.default_hyperparameters(learning_rates, first_filters)
+    tuner = keras_tuner.GridSearch(
+        hypermodel=lambda trial_hp: model.build_model(trial_hp, num_classes),
+        objective=keras_tuner.Objective("val_accuracy", direction="max"),
+        hyperparameters=hp,
+        max_trials=len(learning_rates) * len(first_filters),
+        directory=fn_args.working_dir,
+        project_name="cover_grid_search",
+        seed=configs.SAMPLE_SEED,
+    )
+    train, evaluation = _datasets(fn_args, tf_transform_output,
+                                  config.get("batch_size", configs.BATCH_SIZE))
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.get("patience", configs.TUNER_PATIENCE))
+    return tfx.components.TunerFnResult(
+        tuner=tuner,
+        fit_kwargs={
+            "x": train,
+            "validation_data": evaluation,
+            "epochs": config.get("epochs", configs.TUNER_EPOCHS),
+            "callbacks": [stop],
+            "verbose": 2,
+        },
+    )
+
+
+def use_mixed_precision(setting: str) -> bool:
+    if setting == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return setting == "mixed_float16"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Sets Keras' global dtype policy for the block only."""
+    previous = keras.mixed_precision.dtype_policy().name
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def backup_dir_for(base: str, fn_args, hparams: dict, config: dict) -> str:
+    """A stable directory per training job, so a killed run (and only it) resumes."""
+    identity = json.dumps(
+        {"train": sorted(fn_args.train_files), "eval": sorted(fn_args.eval_files),
+         "transform": fn_args.transform_graph_path, "hparams": hparams,
+         "config": {k: v for k, v in config.items() if k != "backup_dir"}},
+        sort_keys=True, default=str)
+    return os.path.join(base, hashlib.sha1(identity.encode()).hexdigest()[:16])
+
+
+def hyperparameters_from(fn_args) -> keras_tuner.HyperParameters:
+    """The Tuner's best values; without a Tuner, the first value of each choice."""
+    if fn_args.hyperparameters:
+        return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
+    config = fn_args.custom_config or {}
+    return model.default_hyperparameters(
+        config.get("learning_rates", configs.LEARNING_RATES),
+        config.get("first_filters", configs.FIRST_FILTERS),
+    )
+
+
+# TFX Trainer calls this.
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains the CNN with the best hyperparameters and exports the serving model."""
+    config = fn_args.custom_config or {}
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    num_classes = num_classes_of(tf_transform_output)
+    hp = hyperparameters_from(fn_args)
+    strategy = tf.distribute.MirroredStrategy()
+    replicas = strategy.num_replicas_in_sync
+    batch_size = config.get("batch_size", configs.BATCH_SIZE) * replicas
+    policy = "mixed_float16" if use_mixed_precision(
+        config.get("mixed_precision", configs.MIXED_PRECISION)) else "float32"
+    logging.info("training on %d replica(s), global batch %d, policy %s",
+                 replicas, batch_size, policy)
+
+    train, evaluation = _datasets(fn_args, tf_transform_output, batch_size)
+    run_dir = fn_args.model_run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    backup_base = config.get("backup_dir") or os.path.join(run_dir, "backup")
+    best_weights = os.path.join(run_dir, "best.weights.h5")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir_for(backup_base, fn_args, hp.values, config)),
+        keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max",
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss",
+                                      patience=config.get("patience", configs.TRAIN_PATIENCE)),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
+    ]
+    with dtype_policy(policy):
+        with strategy.scope():
+            cnn = model.build_model(hp, num_classes)
+        history = cnn.fit(train, validation_data=evaluation,
+                          epochs=config.get("epochs", configs.TRAIN_EPOCHS),
+                          callbacks=callbacks, verbose=2)
+        if os.path.exists(best_weights):
+            cnn.load_weights(best_weights)
+    reports.save_history(history.history, run_dir)
+    export.export_model(cnn, tf_transform_output, fn_args.serving_model_dir)

@@ -1,0 +1,80 @@
+"""Every constant of the bookcover pipeline, defined once."""
+
+import os
+
+PIPELINE_NAME = "bookcover"
+
+# --- Covers -------------------------------------------------------------
+# Width x height follows the covers' 1:1.5 aspect ratio.
+IMAGE_WIDTH = 100
+IMAGE_HEIGHT = 150
+IMAGE_CHANNELS = 3
+JPEG_QUALITY = 90
+
+# --- Raw example features (written by CoverExampleGen) ------------------
+IMAGE_KEY = "image"
+CATEGORY_KEY = "category"
+TITLE_KEY = "title"
+SOURCE_URL_KEY = "source_url"
+CONTENT_HASH_KEY = "content_hash"
+
+# --- Transformed features (written by Transform) ------------------------
+LABEL_KEY = "label"
+CATEGORY_VOCABULARY = "category"
+
+# --- Category selection and sampling -------------------------------------
+NUM_CATEGORIES = 12
+MIN_BOOKS_PER_CATEGORY = 2200
+PER_CLASS = 2200
+SAMPLE_SEED = 42
+SPLIT_NAMES = ("train", "eval", "test")
+SPLIT_BUCKETS = (3, 1, 1)  # 60 / 20 / 20
+
+# --- Downloading ----------------------------------------------------------
+CONNECTIONS_PER_WORKER = 16
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 15.0
+MAX_RETRIES = 3
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_FAILURE_SHARE = 0.2
+
+# --- Embedded default dataset (generated, see pipeline/embedded_data.py) --
+EMBEDDED_CATEGORIES = 12
+EMBEDDED_PER_CATEGORY = 40
+# 288 training covers make 2 steps an epoch at the seed's batch of 128, too few
+# for batch normalisation's moving statistics to settle; smaller batches fix it.
+EMBEDDED_BATCH_SIZE = 32
+
+# --- Model hyperparameters (the seed's values) -----------------------------
+LEARNING_RATES = (1e-4, 5e-4, 1e-3)
+FIRST_FILTERS = (24, 32, 40)
+FILTER_STEP = 16
+KERNEL_SIZE = 3
+DENSE_UNITS = (256, 128)
+DROPOUT = 0.4
+L2 = 1e-4
+BATCH_SIZE = 128
+
+# --- Tuning and training ----------------------------------------------------
+TUNER_EPOCHS = 3
+TUNER_PATIENCE = 2
+TRAIN_EPOCHS = 15
+TRAIN_PATIENCE = 5
+SHUFFLE_BUFFER = 2048
+MIXED_PRECISION = "auto"  # "auto": mixed_float16 when a GPU is present
+
+# --- Evaluation -----------------------------------------------------------
+# The model must beat chance (1 / classes) by this factor to be blessed.
+ACCURACY_OVER_CHANCE = 1.5
+
+# --- Module paths (referenced by dotted path, not copied) -----------------
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+TUNER_FN = "models.trainer.tuner_fn"
+RUN_FN = "models.trainer.run_fn"
+
+# --- Local paths ------------------------------------------------------------
+OUTPUT_DIR = os.path.join(os.getcwd(), "outputs")
+DIRECT_NUM_WORKERS = 2

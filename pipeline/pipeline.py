@@ -1,0 +1,143 @@
+"""create_pipeline(): the one bookcover TFX pipeline every runner builds."""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components.cover_example_gen import CoverExampleGen
+from components.cover_example_gen.settings import IngestSettings
+from pipeline import configs
+
+
+def eval_config(accuracy_floor: float) -> tfma.EvalConfig:
+    """Test-split metrics; blessing needs the floor and no regression on the last blessed."""
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_floor}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_tf_example",
+                label_key=configs.LABEL_KEY,
+                prediction_key="probabilities",
+                preprocessing_function_names=["transform_features"],
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="CategoricalAccuracy",
+                                      threshold=accuracy_threshold),
+                    tfma.MetricConfig(class_name="TopKCategoricalAccuracy",
+                                      config='{"k": 3, "name": "top_3_accuracy"}'),
+                    tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_dir: str,
+    csv_name: str,
+    ingest_settings: IngestSettings,
+    serving_model_dir: str,
+    learning_rates: tuple[float, ...] = configs.LEARNING_RATES,
+    first_filters: tuple[int, ...] = configs.FIRST_FILTERS,
+    tuner_epochs: int = configs.TUNER_EPOCHS,
+    train_epochs: int = configs.TRAIN_EPOCHS,
+    batch_size: int = configs.BATCH_SIZE,
+    accuracy_floor: float | None = None,
+    trainer_backup_dir: str | None = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    beam_pipeline_args: list[str] | None = None,
+) -> tfx.dsl.Pipeline:
+    """Cover ingestion -> data validation -> Transform -> Tuner -> Trainer -> Evaluator -> Pusher."""
+    if ingest_settings.top_k is None:
+        raise ValueError("the pipeline needs a fixed number of categories (top_k)")
+    num_classes = ingest_settings.top_k
+    if accuracy_floor is None:
+        accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
+
+    example_gen = CoverExampleGen(input_base=data_dir, settings=ingest_settings,
+                                  csv_name=csv_name)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        custom_config={"num_classes": num_classes},
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
+        # The Trainer applies the graph on the fly (see models/inputs.py).
+        materialize=False,
+        disable_statistics=True,
+    )
+    transform.add_upstream_node(example_validator)
+
+    training_config = {
+        "learning_rates": list(learning_rates),
+        "first_filters": list(first_filters),
+        "batch_size": batch_size,
+        "mixed_precision": configs.MIXED_PRECISION,
+    }
+    tuner = tfx.components.Tuner(
+        tuner_fn=configs.TUNER_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={**training_config, "epochs": tuner_epochs,
+                       "patience": configs.TUNER_PATIENCE},
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        hyperparameters=tuner.outputs["best_hyperparameters"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={**training_config, "epochs": train_epochs,
+                       "patience": configs.TRAIN_PATIENCE,
+                       "backup_dir": trainer_backup_dir or ""},
+    )
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(accuracy_floor),
+        example_splits=["test"],
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+                    tuner, trainer, model_resolver, evaluator, pusher],
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args,
+    )
