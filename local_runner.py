@@ -14,33 +14,78 @@ from pipeline import configs
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Train and push a book-cover category classifier with TFX. With no "
-                    "--books-csv the run uses a small generated dataset (the embedded default).")
-    p.add_argument("--books-csv", help="a books_data.csv (Amazon Books Reviews format); its "
-                   "`image` column holds http(s) URLs, file:// URIs or paths")
-    p.add_argument("--categories", type=int, default=None,
-                   help=f"keep the K largest categories (default {configs.NUM_CATEGORIES}; "
-                   f"{configs.EMBEDDED_CATEGORIES} for the embedded data)")
-    p.add_argument("--per-class", type=int, default=None,
-                   help=f"covers sampled per category (default {configs.PER_CLASS}, at most the "
-                   "smallest selected category)")
+        "--books-csv the run uses a small generated dataset (the embedded default)."
+    )
+    p.add_argument(
+        "--books-csv",
+        help="a books_data.csv (Amazon Books Reviews format); its "
+        "`image` column holds http(s) URLs, file:// URIs or paths",
+    )
+    p.add_argument(
+        "--categories",
+        type=int,
+        default=None,
+        help=f"keep the K largest categories (default {configs.NUM_CATEGORIES}; "
+        f"{configs.EMBEDDED_CATEGORIES} for the embedded data)",
+    )
+    p.add_argument(
+        "--per-class",
+        type=int,
+        default=None,
+        help=f"covers sampled per category (default {configs.PER_CLASS}, at most the "
+        "smallest selected category)",
+    )
     p.add_argument("--epochs", type=int, default=configs.TRAIN_EPOCHS, help="Trainer epochs")
-    p.add_argument("--tuner-epochs", type=int, default=configs.TUNER_EPOCHS,
-                   help="epochs per grid-search trial")
-    p.add_argument("--learning-rates", type=float, nargs="+", default=list(configs.LEARNING_RATES),
-                   help="grid: learning rates")
-    p.add_argument("--first-filters", type=int, nargs="+", default=list(configs.FIRST_FILTERS),
-                   help="grid: filters of the first convolution")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help=f"per-replica batch size (default {configs.BATCH_SIZE}; "
-                   f"{configs.EMBEDDED_BATCH_SIZE} for the embedded data)")
-    p.add_argument("--accuracy-floor", type=float, default=None,
-                   help="test accuracy a model needs to be blessed (default 1.5x chance)")
-    p.add_argument("--connections", type=int, default=configs.CONNECTIONS_PER_WORKER,
-                   help="concurrent downloads per Beam worker")
-    p.add_argument("--output-dir", default=configs.OUTPUT_DIR,
-                   help="where everything is written (default ./outputs)")
-    p.add_argument("--direct-num-workers", type=int, default=configs.DIRECT_NUM_WORKERS,
-                   help="Beam DirectRunner worker processes (0: one per core)")
+    p.add_argument(
+        "--tuner-epochs",
+        type=int,
+        default=configs.TUNER_EPOCHS,
+        help="epochs per grid-search trial",
+    )
+    p.add_argument(
+        "--learning-rates",
+        type=float,
+        nargs="+",
+        default=list(configs.LEARNING_RATES),
+        help="grid: learning rates",
+    )
+    p.add_argument(
+        "--first-filters",
+        type=int,
+        nargs="+",
+        default=list(configs.FIRST_FILTERS),
+        help="grid: filters of the first convolution",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"per-replica batch size (default {configs.BATCH_SIZE}; "
+        f"{configs.EMBEDDED_BATCH_SIZE} for the embedded data)",
+    )
+    p.add_argument(
+        "--accuracy-floor",
+        type=float,
+        default=None,
+        help="test accuracy a model needs to be blessed (default 1.5x chance)",
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=configs.CONNECTIONS_PER_WORKER,
+        help="concurrent downloads per Beam worker",
+    )
+    p.add_argument(
+        "--output-dir",
+        default=configs.OUTPUT_DIR,
+        help="where everything is written (default ./outputs)",
+    )
+    p.add_argument(
+        "--direct-num-workers",
+        type=int,
+        default=configs.DIRECT_NUM_WORKERS,
+        help="Beam DirectRunner worker processes (0: one per core)",
+    )
     return p.parse_args(argv)
 
 
@@ -69,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size = args.batch_size or configs.EMBEDDED_BATCH_SIZE
 
     settings = IngestSettings(
-        top_k=categories, per_class=args.per_class or configs.PER_CLASS,
+        top_k=categories,
+        per_class=args.per_class or configs.PER_CLASS,
         cache_dir=os.path.join(output_dir, "cache", "covers"),
         fetch=FetchConfig(connections=args.connections),
     )
@@ -109,9 +155,11 @@ def main(argv: list[str] | None = None) -> dict:
 def print_result(summary: dict, summary_path: str) -> None:
     executed = [n for n, c in summary["components"].items() if c["status"] == "executed"]
     accuracy = summary.get("test_accuracy")
-    print(f"\nbookcover: run finished in {summary['wall_time_s']} s "
-          f"({len(executed)} of {len(summary['components'])} components executed, "
-          "the rest from cache)")
+    print(
+        f"\nbookcover: run finished in {summary['wall_time_s']} s "
+        f"({len(executed)} of {len(summary['components'])} components executed, "
+        "the rest from cache)"
+    )
     print(f"  categories:    {', '.join(summary.get('categories', []))}")
     print(f"  test accuracy: {accuracy:.3f}" if accuracy is not None else "  test accuracy: n/a")
     print(f"  blessed:       {summary['blessed']}")

@@ -102,14 +102,14 @@ def fetch_url(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
         last_try = attempt == cfg.max_retries
         try:
             return _http_get(url, session, cfg)
-        except _Retryable as e:
+        except _RetryableError as e:
             if last_try:
                 raise CoverError(e.reason, f"{url}: {e.detail} after {attempt + 1} tries") from e
             time.sleep(backoff_delay(attempt, cfg, e.retry_after))
     raise AssertionError("unreachable")
 
 
-class _Retryable(CoverError):
+class _RetryableError(CoverError):
     def __init__(self, reason: str, detail: str, retry_after: str | None = None):
         super().__init__(reason, detail)
         self.retry_after = retry_after
@@ -121,15 +121,17 @@ def _http_get(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
             url, timeout=(cfg.connect_timeout_s, cfg.read_timeout_s), stream=True
         )
     except requests.Timeout as e:
-        raise _Retryable("timeout", str(e)) from e
+        raise _RetryableError("timeout", str(e)) from e
     except requests.ConnectionError as e:
-        raise _Retryable("connection_error", str(e)) from e
+        raise _RetryableError("connection_error", str(e)) from e
     except requests.RequestException as e:
         raise CoverError("request_error", f"{url}: {e}") from e
     with response:
         status = response.status_code
         if status in RETRYABLE_STATUS:
-            raise _Retryable(f"http_{status}", f"HTTP {status}", response.headers.get("Retry-After"))
+            raise _RetryableError(
+                f"http_{status}", f"HTTP {status}", response.headers.get("Retry-After")
+            )
         if status >= 400:
             raise CoverError(f"http_{status}", url)
         declared = response.headers.get("Content-Length", "")
@@ -147,7 +149,9 @@ def _read_capped(response: requests.Response, url: str, max_bytes: int) -> bytes
                 raise CoverError("too_large", f"{url} is over {max_bytes} bytes")
             chunks.append(chunk)
     except requests.RequestException as e:  # includes read timeouts mid-body
-        raise _Retryable("timeout" if "timed out" in str(e) else "connection_error", str(e)) from e
+        raise _RetryableError(
+            "timeout" if "timed out" in str(e) else "connection_error", str(e)
+        ) from e
     return b"".join(chunks)
 
 

@@ -22,7 +22,8 @@ class CoverClassifier(tf.Module):
         names = tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
         self.class_names = tf.Variable(
             [n.decode("utf-8") if isinstance(n, bytes) else n for n in names],
-            trainable=False, name="class_names",
+            trainable=False,
+            name="class_names",
         )
         self.num_classes = len(names)
         self.image_spec = raw_feature_spec(tf_transform_output, (configs.IMAGE_KEY,))
@@ -34,7 +35,8 @@ class CoverClassifier(tf.Module):
             raw = {configs.IMAGE_KEY: tf.reshape(encoded_images, shape)}
             features = self.tft_layer(raw)
             probabilities = tf.cast(
-                self.model(features[configs.IMAGE_KEY], training=False), tf.float32)
+                self.model(features[configs.IMAGE_KEY], training=False), tf.float32
+            )
             k = min(TOP_K, self.num_classes)
             top = tf.math.top_k(probabilities, k=k)
             return {

@@ -8,7 +8,6 @@ import tensorflow_transform as tft
 from pipeline import configs
 
 
-
 def raw_feature_spec(tf_transform_output: tft.TFTransformOutput, keys: tuple[str, ...]) -> dict:
     """The parsing spec of the raw features the model needs, as the schema defines them."""
     spec = tf_transform_output.raw_feature_spec()

@@ -35,8 +35,12 @@ def build_model(hp: keras_tuner.HyperParameters, num_classes: int) -> keras.Mode
     for block in range(4):
         filters = hp.get("first_filters") + block * hp.get("filter_step")
         x = keras.layers.Conv2D(
-            filters, hp.get("kernel_size"), padding="same", activation="relu",
-            kernel_regularizer=regulariser, name=f"conv{block + 1}",
+            filters,
+            hp.get("kernel_size"),
+            padding="same",
+            activation="relu",
+            kernel_regularizer=regulariser,
+            name=f"conv{block + 1}",
         )(x)
         x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{block + 1}")(x)
@@ -44,7 +48,9 @@ def build_model(hp: keras_tuner.HyperParameters, num_classes: int) -> keras.Mode
     x = keras.layers.Dropout(hp.get("dropout"))(x)
     for i in (1, 2):
         x = keras.layers.Dense(
-            hp.get(f"dense_units_{i}"), activation="relu", kernel_regularizer=regulariser,
+            hp.get(f"dense_units_{i}"),
+            activation="relu",
+            kernel_regularizer=regulariser,
             name=f"dense{i}",
         )(x)
         x = keras.layers.Dropout(hp.get("dropout"))(x)

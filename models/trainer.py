@@ -25,14 +25,14 @@ def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
     if vocabulary != label_width:
         raise ValueError(
             f"the data has {vocabulary} categories but Transform's one-hot labels have "
-            f"{label_width} columns (custom_config num_classes); they must agree")
+            f"{label_width} columns (custom_config num_classes); they must agree"
+        )
     return vocabulary
 
 
 def _datasets(fn_args, tf_transform_output, batch_size: int):
     train = inputs.input_fn(fn_args.train_files, tf_transform_output, batch_size, shuffle=True)
-    evaluation = inputs.input_fn(fn_args.eval_files, tf_transform_output, batch_size,
-                                 shuffle=False)
+    evaluation = inputs.input_fn(fn_args.eval_files, tf_transform_output, batch_size, shuffle=False)
     return train, evaluation
 
 
@@ -54,10 +54,12 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         project_name="cover_grid_search",
         seed=configs.SAMPLE_SEED,
     )
-    train, evaluation = _datasets(fn_args, tf_transform_output,
-                                  config.get("batch_size", configs.BATCH_SIZE))
+    train, evaluation = _datasets(
+        fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE)
+    )
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.get("patience", configs.TUNER_PATIENCE))
+        monitor="val_loss", patience=config.get("patience", configs.TUNER_PATIENCE)
+    )
     return tfx.components.TunerFnResult(
         tuner=tuner,
         fit_kwargs={
@@ -90,10 +92,16 @@ def dtype_policy(name: str):
 def backup_dir_for(base: str, fn_args, hparams: dict, config: dict) -> str:
     """A stable directory per training job, so a killed run (and only it) resumes."""
     identity = json.dumps(
-        {"train": sorted(fn_args.train_files), "eval": sorted(fn_args.eval_files),
-         "transform": fn_args.transform_graph_path, "hparams": hparams,
-         "config": {k: v for k, v in config.items() if k != "backup_dir"}},
-        sort_keys=True, default=str)
+        {
+            "train": sorted(fn_args.train_files),
+            "eval": sorted(fn_args.eval_files),
+            "transform": fn_args.transform_graph_path,
+            "hparams": hparams,
+            "config": {k: v for k, v in config.items() if k != "backup_dir"},
+        },
+        sort_keys=True,
+        default=str,
+    )
     return os.path.join(base, hashlib.sha1(identity.encode()).hexdigest()[:16])
 
 
@@ -118,10 +126,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     strategy = tf.distribute.MirroredStrategy()
     replicas = strategy.num_replicas_in_sync
     batch_size = config.get("batch_size", configs.BATCH_SIZE) * replicas
-    policy = "mixed_float16" if use_mixed_precision(
-        config.get("mixed_precision", configs.MIXED_PRECISION)) else "float32"
-    logging.info("training on %d replica(s), global batch %d, policy %s",
-                 replicas, batch_size, policy)
+    policy = (
+        "mixed_float16"
+        if use_mixed_precision(config.get("mixed_precision", configs.MIXED_PRECISION))
+        else "float32"
+    )
+    logging.info(
+        "training on %d replica(s), global batch %d, policy %s", replicas, batch_size, policy
+    )
 
     train, evaluation = _datasets(fn_args, tf_transform_output, batch_size)
     run_dir = fn_args.model_run_dir
@@ -130,18 +142,28 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     best_weights = os.path.join(run_dir, "best.weights.h5")
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir_for(backup_base, fn_args, hp.values, config)),
-        keras.callbacks.ModelCheckpoint(best_weights, monitor="val_accuracy", mode="max",
-                                        save_best_only=True, save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss",
-                                      patience=config.get("patience", configs.TRAIN_PATIENCE)),
+        keras.callbacks.ModelCheckpoint(
+            best_weights,
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            save_weights_only=True,
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.get("patience", configs.TRAIN_PATIENCE)
+        ),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
     ]
     with dtype_policy(policy):
         with strategy.scope():
             cnn = model.build_model(hp, num_classes)
-        history = cnn.fit(train, validation_data=evaluation,
-                          epochs=config.get("epochs", configs.TRAIN_EPOCHS),
-                          callbacks=callbacks, verbose=2)
+        history = cnn.fit(
+            train,
+            validation_data=evaluation,
+            epochs=config.get("epochs", configs.TRAIN_EPOCHS),
+            callbacks=callbacks,
+            verbose=2,
+        )
         if os.path.exists(best_weights):
             cnn.load_weights(best_weights)
     reports.save_history(history.history, run_dir)

@@ -12,12 +12,33 @@ from PIL import Image, ImageDraw
 from pipeline import configs
 
 CATEGORY_NAMES = (
-    "Fiction", "Juvenile Fiction", "Biography & Autobiography", "History", "Religion",
-    "Business & Economics", "Computers", "Cooking", "Health & Fitness", "Science",
-    "Poetry", "Travel", "Art", "Music",
+    "Fiction",
+    "Juvenile Fiction",
+    "Biography & Autobiography",
+    "History",
+    "Religion",
+    "Business & Economics",
+    "Computers",
+    "Cooking",
+    "Health & Fitness",
+    "Science",
+    "Poetry",
+    "Travel",
+    "Art",
+    "Music",
 )
-CSV_COLUMNS = ("Title", "description", "authors", "image", "previewLink", "publisher",
-               "publishedDate", "infoLink", "categories", "ratingsCount")
+CSV_COLUMNS = (
+    "Title",
+    "description",
+    "authors",
+    "image",
+    "previewLink",
+    "publisher",
+    "publishedDate",
+    "infoLink",
+    "categories",
+    "ratingsCount",
+)
 MOTIFS = ("hstripes", "vstripes", "circles", "diagonal", "grid", "triangles")
 COVER_SIZE = (120, 180)  # larger than the model's input, so ingestion really resizes
 

@@ -16,7 +16,8 @@ def eval_config(accuracy_floor: float) -> tfma.EvalConfig:
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_floor}),
         change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}),
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}
+        ),
     )
     return tfma.EvalConfig(
         model_specs=[
@@ -32,10 +33,13 @@ def eval_config(accuracy_floor: float) -> tfma.EvalConfig:
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(class_name="CategoricalAccuracy",
-                                      threshold=accuracy_threshold),
-                    tfma.MetricConfig(class_name="TopKCategoricalAccuracy",
-                                      config='{"k": 3, "name": "top_3_accuracy"}'),
+                    tfma.MetricConfig(
+                        class_name="CategoricalAccuracy", threshold=accuracy_threshold
+                    ),
+                    tfma.MetricConfig(
+                        class_name="TopKCategoricalAccuracy",
+                        config='{"k": 3, "name": "top_3_accuracy"}',
+                    ),
                     tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
                 ]
             )
@@ -60,20 +64,21 @@ def create_pipeline(
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Cover ingestion -> data validation -> Transform -> Tuner -> Trainer -> Evaluator -> Pusher."""
+    """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator and Pusher."""
     if ingest_settings.top_k is None:
         raise ValueError("the pipeline needs a fixed number of categories (top_k)")
     num_classes = ingest_settings.top_k
     if accuracy_floor is None:
         accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
 
-    example_gen = CoverExampleGen(input_base=data_dir, settings=ingest_settings,
-                                  csv_name=csv_name)
+    example_gen = CoverExampleGen(input_base=data_dir, settings=ingest_settings, csv_name=csv_name)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
-        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+    )
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -99,8 +104,11 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={**training_config, "epochs": tuner_epochs,
-                       "patience": configs.TUNER_PATIENCE},
+        custom_config={
+            **training_config,
+            "epochs": tuner_epochs,
+            "patience": configs.TUNER_PATIENCE,
+        },
     )
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
@@ -109,9 +117,12 @@ def create_pipeline(
         hyperparameters=tuner.outputs["best_hyperparameters"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={**training_config, "epochs": train_epochs,
-                       "patience": configs.TRAIN_PATIENCE,
-                       "backup_dir": trainer_backup_dir or ""},
+        custom_config={
+            **training_config,
+            "epochs": train_epochs,
+            "patience": configs.TRAIN_PATIENCE,
+            "backup_dir": trainer_backup_dir or "",
+        },
     )
 
     model_resolver = tfx.dsl.Resolver(
@@ -130,13 +141,24 @@ def create_pipeline(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)),
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        ),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    tuner, trainer, model_resolver, evaluator, pusher],
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            transform,
+            tuner,
+            trainer,
+            model_resolver,
+            evaluator,
+            pusher,
+        ],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

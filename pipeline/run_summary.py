@@ -26,8 +26,11 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str):
     if pipeline_ctx is None:
         raise RuntimeError(f"no run of pipeline {pipeline_name!r} in ML Metadata")
     pipeline_executions = {e.id for e in store.get_executions_by_context(pipeline_ctx.id)}
-    runs = [r for r in store.get_contexts_by_type("pipeline_run")
-            if {e.id for e in store.get_executions_by_context(r.id)} & pipeline_executions]
+    runs = [
+        r
+        for r in store.get_contexts_by_type("pipeline_run")
+        if {e.id for e in store.get_executions_by_context(r.id)} & pipeline_executions
+    ]
     run = max(runs, key=lambda c: c.create_time_since_epoch)
     components, outputs = {}, {}
     for execution in store.get_executions_by_context(run.id):
@@ -36,10 +39,15 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str):
             "status": STATE_NAMES.get(execution.last_known_state, str(execution.last_known_state)),
             "wall_time_s": round(
                 (execution.last_update_time_since_epoch - execution.create_time_since_epoch)
-                / 1000.0, 2),
+                / 1000.0,
+                2,
+            ),
         }
-        events = [e for e in store.get_events_by_execution_ids([execution.id])
-                  if e.type == metadata_store_pb2.Event.OUTPUT]
+        events = [
+            e
+            for e in store.get_events_by_execution_ids([execution.id])
+            if e.type == metadata_store_pb2.Event.OUTPUT
+        ]
         artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
         for event in events:
             key = event.path.steps[0].key if event.path.steps else ""
@@ -50,7 +58,7 @@ def latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str):
 def _node_id(store, execution_id: int, pipeline_name: str) -> str:
     for context in store.get_contexts_by_execution(execution_id):
         if context.name.startswith(pipeline_name + "."):
-            return context.name[len(pipeline_name) + 1:]
+            return context.name[len(pipeline_name) + 1 :]
     return str(execution_id)
 
 

@@ -27,7 +27,8 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
     if not table:
         raise ValueError(
             f"{csv_path}: none of its {read.rows_read} rows is usable; "
-            f"skipped by reason: {dict(read.skipped)}")
+            f"skipped by reason: {dict(read.skipped)}"
+        )
     categories = books_csv.select_categories(table, settings.top_k, settings.min_books)
     sample = books_csv.sample_balanced(read.books, categories, settings.per_class, settings.seed)
     os.makedirs(out_dir, exist_ok=True)
@@ -47,9 +48,7 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
     with open(os.path.join(out_dir, ANALYSIS_FILE), "w") as f:
         json.dump(summary, f, indent=2)
     logging.info("category analysis: %s", json.dumps(summary))
-    return [
-        {**dataclasses.asdict(b), "authors": list(b.authors)} for b in sample
-    ]
+    return [{**dataclasses.asdict(b), "authors": list(b.authors)} for b in sample]
 
 
 def write_counts(table: list[books_csv.CategoryCount], path: str) -> None:
@@ -60,9 +59,7 @@ def write_counts(table: list[books_csv.CategoryCount], path: str) -> None:
             writer.writerow([row.category, row.count, f"{row.cumulative_share:.6f}"])
 
 
-def plot_cumulative_share(
-    table: list[books_csv.CategoryCount], path: str, selected: int
-) -> None:
+def plot_cumulative_share(table: list[books_csv.CategoryCount], path: str, selected: int) -> None:
     """Sorted cumulative category frequency, with the selection and 50% marked."""
     import matplotlib
 

@@ -43,7 +43,7 @@ def split_output_config() -> example_gen_pb2.Output:
         split_config=example_gen_pb2.SplitConfig(
             splits=[
                 example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-                for name, buckets in zip(configs.SPLIT_NAMES, configs.SPLIT_BUCKETS)
+                for name, buckets in zip(configs.SPLIT_NAMES, configs.SPLIT_BUCKETS, strict=True)
             ]
         )
     )

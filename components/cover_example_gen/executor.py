@@ -19,7 +19,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import books_csv, covers, splits
+from components import covers, splits
 from components.cover_example_gen import analysis
 from components.cover_example_gen.settings import IngestSettings
 from pipeline import configs
@@ -62,8 +62,9 @@ class DownloadCoversFn(beam.DoFn):
             if error is not None:
                 beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"failed/{error.reason}").inc()
                 self._progress.add(failed=1)
-                yield beam.pvalue.TaggedOutput("failures", {**book, "reason": error.reason,
-                                                            "detail": error.detail})
+                yield beam.pvalue.TaggedOutput(
+                    "failures", {**book, "reason": error.reason, "detail": error.detail}
+                )
                 continue
             counter = "cached" if cached else "downloaded"
             beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter).inc()
@@ -89,7 +90,11 @@ class _Progress:
             rate = (self.done + self.failed) / max(now - self.start, 1e-9)
             logging.info(
                 "covers (worker %d): %d ok (%d from cache), %d failed, %.1f covers/s",
-                os.getpid(), self.done, self.cached, self.failed, rate,
+                os.getpid(),
+                self.done,
+                self.cached,
+                self.failed,
+                rate,
             )
 
 
@@ -97,8 +102,7 @@ def _keep_first_by_hash(item: tuple[str, list[dict]]):
     _, group = item
     ordered = sorted(group, key=lambda b: (b["row"], b["image_url"]))
     if len(ordered) > 1:
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc(
-            len(ordered) - 1)
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc(len(ordered) - 1)
     return ordered[0]
 
 
@@ -117,11 +121,12 @@ class AssignSplitsFn(beam.DoFn):
             books.setdefault(splits.book_key(cover["title"], cover["authors"]), []).append(cover)
         keys = sorted(books, key=lambda k: splits.stable_order(k, self._seed))
         assignment = splits.assign_groups([len(books[k]) for k in keys], self._buckets)
-        for key, split_index in zip(keys, assignment):
+        for key, split_index in zip(keys, assignment, strict=True):
             split = self._split_names[split_index]
             for cover in sorted(books[key], key=lambda c: c["content_hash"]):
                 beam.metrics.Metrics.counter(
-                    METRICS_NAMESPACE, f"examples/{split}/{category}").inc()
+                    METRICS_NAMESPACE, f"examples/{split}/{category}"
+                ).inc()
                 yield split, cover
 
 
@@ -143,19 +148,25 @@ def to_example(cover: dict) -> bytes:
 def failure_line(failure: dict) -> str:
     out = io.StringIO()
     csv.writer(out).writerow(
-        [failure["row"], failure["category"], failure["image_url"], failure["reason"],
-         failure["detail"][:500]])
+        [
+            failure["row"],
+            failure["category"],
+            failure["image_url"],
+            failure["reason"],
+            failure["detail"][:500],
+        ]
+    )
     return out.getvalue().rstrip("\r\n")
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
     """Custom ExampleGen executor; the CSV is small enough to select on the driver."""
 
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 - TFX API
         # Splitting is stratified and book-aware, so GenerateExamplesByBeam is ours.
         raise NotImplementedError("CoverExampleGen builds its splits in Do")
 
-    def Do(
+    def Do(  # noqa: N802 - TFX API
         self,
         input_dict: dict[str, list[Any]],
         output_dict: dict[str, list[Any]],
@@ -165,23 +176,33 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         settings = IngestSettings.from_dict(json.loads(exec_properties["ingest_settings"]))
         input_config = example_gen_pb2.Input()
         proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config
+        )
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(
-            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+            exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config
+        )
         split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
 
-        csv_path = os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY],
-                                input_config.splits[0].pattern)
+        csv_path = os.path.join(
+            exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern
+        )
         analysis_dir = artifact_utils.get_single_uri(output_dict["category_analysis"])
         selection = analysis.analyse_and_select(csv_path, settings, analysis_dir)
 
         examples_artifact = artifact_utils.get_single_instance(
-            output_dict[standard_component_specs.EXAMPLES_KEY])
+            output_dict[standard_component_specs.EXAMPLES_KEY]
+        )
         examples_artifact.split_names = artifact_utils.encode_split_names(split_names)
-        result = self._run_beam(selection, settings, split_names, buckets, examples_artifact.uri,
-                                output_dict[standard_component_specs.EXAMPLES_KEY])
+        result = self._run_beam(
+            selection,
+            settings,
+            split_names,
+            buckets,
+            examples_artifact.uri,
+            output_dict[standard_component_specs.EXAMPLES_KEY],
+        )
         counts = analysis.ingest_counts(result.metrics(), METRICS_NAMESPACE, len(selection))
         analysis.write_ingest_summary(analysis_dir, counts)
         for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
@@ -192,7 +213,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             raise RuntimeError(
                 f"{counts['failed']} of {len(selection)} covers ({share:.0%}) failed, over the "
                 f"allowed {settings.max_failure_share:.0%}; reasons {counts['failed_by_reason']}; "
-                f"see {os.path.join(examples_artifact.uri, FAILURES_FILE)}")
+                f"see {os.path.join(examples_artifact.uri, FAILURES_FILE)}"
+            )
         logging.info("CoverExampleGen: %s", json.dumps(counts))
 
     def _run_beam(self, selection, settings, split_names, buckets, examples_uri, examples):
@@ -203,15 +225,18 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             | "Books" >> beam.Create(selection)
             | "Spread" >> beam.Reshuffle()
             | "Batch" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch * 4)
-            | "Download" >> beam.ParDo(DownloadCoversFn(settings)).with_outputs(
-                "failures", main="covers")
+            | "Download"
+            >> beam.ParDo(DownloadCoversFn(settings)).with_outputs("failures", main="covers")
         )
         _ = (
             downloaded.failures
             | "FailureLines" >> beam.Map(failure_line)
-            | "WriteFailures" >> beam.io.WriteToText(
-                os.path.join(examples_uri, FAILURES_FILE), shard_name_template="",
-                header=",".join(FAILURE_FIELDS))
+            | "WriteFailures"
+            >> beam.io.WriteToText(
+                os.path.join(examples_uri, FAILURES_FILE),
+                shard_name_template="",
+                header=",".join(FAILURE_FIELDS),
+            )
         )
         split_covers = (
             downloaded.covers
@@ -227,9 +252,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 split_covers
                 | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
                 | f"ToExample[{name}]" >> beam.Map(lambda kv: to_example(kv[1]))
-                | f"WriteSplit[{name}]" >> write_split.WriteSplit(
+                | f"WriteSplit[{name}]"
+                >> write_split.WriteSplit(
                     artifact_utils.get_split_uri(examples, name),
-                    example_gen_pb2.FORMAT_TFRECORDS_GZIP)
+                    example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+                )
             )
         result = pipeline.run()
         result.wait_until_finish()

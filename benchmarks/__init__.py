@@ -1,0 +1,1 @@
+"""Benchmarks: each measures the project beside its named baseline in one run."""

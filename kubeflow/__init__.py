@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines runner for the bookcover pipeline."""

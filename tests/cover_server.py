@@ -1,0 +1,93 @@
+"""A real HTTP server on 127.0.0.1 that serves covers and misbehaves on purpose."""
+
+from __future__ import annotations
+
+import collections
+import http.server
+import threading
+import time
+from collections.abc import Callable
+
+Handler = Callable[[http.server.BaseHTTPRequestHandler, int], None]
+
+
+class CoverServer:
+    """Routes path -> handler(request, attempt); counts requests per path."""
+
+    def __init__(self):
+        self.routes: dict[str, Handler] = {}
+        self.requests: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+        server = self
+
+        class RequestHandler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                with server._lock:
+                    server.requests[self.path] += 1
+                    attempt = server.requests[self.path]
+                route = server.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                try:
+                    route(self, attempt)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+
+def send_bytes(data: bytes, content_type: str = "image/jpeg", status: int = 200) -> Handler:
+    def handler(request, attempt):
+        request.send_response(status)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    return handler
+
+
+def send_status(status: int, headers: dict | None = None) -> Handler:
+    def handler(request, attempt):
+        request.send_response(status)
+        for key, value in (headers or {}).items():
+            request.send_header(key, value)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    return handler
+
+
+def fail_then(first: Handler, then: Handler, failures: int = 1) -> Handler:
+    def handler(request, attempt):
+        (first if attempt <= failures else then)(request, attempt)
+
+    return handler
+
+
+def slow(delay_s: float, then: Handler) -> Handler:
+    def handler(request, attempt):
+        time.sleep(delay_s)
+        then(request, attempt)
+
+    return handler
+
+
+def redirect(location: str) -> Handler:
+    return send_status(302, {"Location": location})

@@ -1,0 +1,92 @@
+"""books_data.csv parsing, category analysis, selection and balanced sampling."""
+
+import os
+
+import pytest
+
+from components import books_csv
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+SAMPLE = os.path.join(DATA, "books_data_sample.csv")
+HEADER = (
+    "Title,description,authors,image,previewLink,publisher,publishedDate,infoLink,"
+    "categories,ratingsCount\n"
+)
+
+
+def test_real_sample_rows_parse_with_reasons_for_every_skipped_row():
+    result = books_csv.read_books(SAMPLE)
+    assert result.rows_read == 100
+    assert len(result.books) == 64
+    assert dict(result.skipped) == {"no_image": 29, "no_category": 7}
+    for book in result.books:
+        assert book.image_url.startswith("http")
+        assert book.category and not book.category.startswith("[")
+    assert result.books[0].title == "Building Wealth from the Ground Up"
+    assert result.books[0].authors == ("Mikel Brown",)
+    assert result.books[0].category == "Business & Economics"
+
+
+def test_malformed_rows_are_counted_not_raised(tmp_path):
+    path = tmp_path / "books.csv"
+    path.write_text(
+        HEADER
+        + "Good,\"multi\nline\",['A'],http://x/1.jpg,,,,,['Fiction'],\n"
+        + "No image,,['A'],,,,,,['Fiction'],\n"
+        + "No category,,['A'],http://x/2.jpg,,,,,,\n"
+        + "Bad list,,['A'],http://x/3.jpg,,,,,['Fiction',\n"
+        + "Too many,,['A'],http://x/4.jpg,,,,,['Fiction'],,extra,extra\n"
+        + "Bare string,,A,http://x/5.jpg,,,,,History,\n"
+    )
+    result = books_csv.read_books(str(path))
+    assert [b.title for b in result.books] == ["Good", "Bare string"]
+    assert result.books[1].category == "History"
+    assert result.books[1].authors == ("A",)
+    assert dict(result.skipped) == {
+        "no_image": 1,
+        "no_category": 1,
+        "bad_categories": 1,
+        "malformed_row": 1,
+    }
+
+
+def test_missing_column_names_the_column_and_the_file(tmp_path):
+    path = tmp_path / "books.csv"
+    path.write_text("Title,authors,image\nX,['A'],http://x/1.jpg\n")
+    with pytest.raises(ValueError, match=r"books\.csv.*categories"):
+        books_csv.read_books(str(path))
+
+
+def _books(counts):
+    books, row = [], 0
+    for category, n in counts.items():
+        for i in range(n):
+            row += 1
+            books.append(books_csv.Book(row, f"{category} {i}", ("A",), f"u{row}", category))
+    return books
+
+
+def test_analysis_orders_by_size_and_reports_half_coverage():
+    table = books_csv.analyse_categories(_books({"a": 50, "b": 30, "c": 10, "d": 10}))
+    assert [(r.category, r.count) for r in table] == [("a", 50), ("b", 30), ("c", 10), ("d", 10)]
+    assert table[-1].cumulative_share == pytest.approx(1.0)
+    assert books_csv.categories_covering(table, 0.5) == 1
+    assert books_csv.categories_covering(table, 0.81) == 3
+
+
+def test_selection_by_top_k_or_by_minimum():
+    table = books_csv.analyse_categories(_books({"a": 50, "b": 30, "c": 10}))
+    assert books_csv.select_categories(table, top_k=2) == ["a", "b"]
+    assert books_csv.select_categories(table, min_books=30) == ["a", "b"]
+    with pytest.raises(ValueError, match="only 3 usable"):
+        books_csv.select_categories(table, top_k=4)
+
+
+def test_balanced_sample_is_reproducible_and_capped_by_smallest_category():
+    books = _books({"a": 50, "b": 30, "c": 10})
+    first = books_csv.sample_balanced(books, ["a", "b"], per_class=40, seed=7)
+    again = books_csv.sample_balanced(books, ["a", "b"], per_class=40, seed=7)
+    other = books_csv.sample_balanced(books, ["a", "b"], per_class=40, seed=8)
+    assert first == again and first != other
+    assert [b.category for b in first].count("a") == 30
+    assert [b.category for b in first].count("b") == 30

@@ -1,0 +1,169 @@
+"""Cover fetching against a real, misbehaving HTTP server on 127.0.0.1."""
+
+import io
+import random
+import time
+
+import pytest
+from PIL import Image
+
+from components import covers
+from tests import cover_server as cs
+from tests import images
+
+FAST = covers.FetchConfig(
+    connect_timeout_s=1.0,
+    read_timeout_s=0.5,
+    max_retries=2,
+    backoff_base_s=0.01,
+    backoff_max_s=3.0,
+    max_bytes=200_000,
+    connections=4,
+)
+
+
+@pytest.fixture
+def server():
+    s = cs.CoverServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def session():
+    with covers.make_session(4) as s:
+        yield s
+
+
+def fetch(server, session, path, cfg=FAST, cache=None):
+    return covers.download_cover(server.url + path, session, cfg, cache or covers.CoverCache(None))
+
+
+def assert_cover(jpeg: bytes):
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG" and image.mode == "RGB" and image.size == (100, 150)
+
+
+def test_plain_jpeg_is_resized_to_100x150_rgb(server, session):
+    server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
+    jpeg, cached = fetch(server, session, "/ok.jpg")
+    assert_cover(jpeg)
+    assert not cached
+
+
+@pytest.mark.parametrize(
+    "route,data",
+    [
+        ("/p.png", images.png()),
+        ("/gray.jpg", images.jpeg(mode="L", color=128)),
+        ("/cmyk.jpg", images.jpeg(mode="CMYK", color=(0, 80, 80, 0))),
+        ("/anim.gif", images.encode(Image.new("P", (50, 75)), "GIF")),
+    ],
+)
+def test_other_formats_and_modes_become_rgb(server, session, route, data):
+    server.routes[route] = cs.send_bytes(data)
+    assert_cover(fetch(server, session, route)[0])
+
+
+def test_404_fails_at_once_without_retry(server, session):
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/missing.jpg")
+    assert e.value.reason == "http_404"
+    assert server.requests["/missing.jpg"] == 1
+
+
+def test_500_then_200_is_retried_then_stored(server, session):
+    server.routes["/flaky.jpg"] = cs.fail_then(cs.send_status(500), cs.send_bytes(images.jpeg()))
+    assert_cover(fetch(server, session, "/flaky.jpg")[0])
+    assert server.requests["/flaky.jpg"] == 2
+
+
+def test_persistent_503_gives_up_after_the_retries(server, session):
+    server.routes["/down.jpg"] = cs.send_status(503)
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/down.jpg")
+    assert e.value.reason == "http_503"
+    assert server.requests["/down.jpg"] == FAST.max_retries + 1
+
+
+def test_429_honours_retry_after(server, session):
+    server.routes["/busy.jpg"] = cs.fail_then(
+        cs.send_status(429, {"Retry-After": "1"}), cs.send_bytes(images.jpeg())
+    )
+    start = time.monotonic()
+    assert_cover(fetch(server, session, "/busy.jpg")[0])
+    assert time.monotonic() - start >= 0.95
+    assert server.requests["/busy.jpg"] == 2
+
+
+def test_response_slower_than_the_timeout_is_a_timeout(server, session):
+    server.routes["/slow.jpg"] = cs.slow(1.5, cs.send_bytes(images.jpeg()))
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/slow.jpg")
+    assert e.value.reason == "timeout"
+
+
+@pytest.mark.parametrize(
+    "route,data,reason",
+    [
+        ("/truncated.jpg", images.jpeg()[:400], "not_an_image"),
+        ("/page.html", b"<html><body>Not found</body></html>", "not_an_image"),
+        ("/bomb.png", images.bomb_png(), "decompression_bomb"),
+    ],
+)
+def test_bad_content_is_counted_by_reason(server, session, route, data, reason):
+    server.routes[route] = cs.send_bytes(data)
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, route)
+    assert e.value.reason == reason
+
+
+def test_image_over_the_size_cap_is_refused(server, session):
+    noisy = Image.frombytes("RGB", (400, 600), random.Random(1).randbytes(400 * 600 * 3))
+    data = images.encode(noisy, "PNG")
+    assert len(data) > FAST.max_bytes
+    server.routes["/huge.png"] = cs.send_bytes(data)
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/huge.png")
+    assert e.value.reason == "too_large"
+
+
+def test_redirect_is_followed(server, session):
+    server.routes["/moved.jpg"] = cs.redirect("/ok.jpg")
+    server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
+    assert_cover(fetch(server, session, "/moved.jpg")[0])
+
+
+def test_unsupported_scheme(session):
+    with pytest.raises(covers.CoverError) as e:
+        covers.download_cover("ftp://example.invalid/a.jpg", session, FAST, covers.CoverCache(None))
+    assert e.value.reason == "unsupported_scheme"
+
+
+def test_local_paths_and_file_uris(tmp_path, session):
+    path = tmp_path / "cover one.png"
+    path.write_bytes(images.png())
+    for url in (str(path), path.as_uri()):
+        assert_cover(covers.download_cover(url, session, FAST, covers.CoverCache(None))[0])
+    with pytest.raises(covers.CoverError) as e:
+        covers.download_cover(str(tmp_path / "nope.jpg"), session, FAST, covers.CoverCache(None))
+    assert e.value.reason == "missing_file"
+
+
+def test_cache_means_the_second_download_makes_no_request(server, session, tmp_path):
+    server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
+    cache = covers.CoverCache(str(tmp_path / "cache"))
+    first, first_cached = fetch(server, session, "/ok.jpg", cache=cache)
+    second, second_cached = fetch(server, session, "/ok.jpg", cache=cache)
+    assert (first_cached, second_cached) == (False, True)
+    assert first == second
+    assert server.requests["/ok.jpg"] == 1
+
+
+def test_backoff_grows_and_respects_retry_after():
+    cfg = covers.FetchConfig(backoff_base_s=1.0, backoff_max_s=10.0)
+    assert 0.5 <= covers.backoff_delay(0, cfg) <= 1.0
+    assert 4.0 <= covers.backoff_delay(3, cfg) <= 8.0
+    assert covers.backoff_delay(9, cfg) <= 10.0
+    assert covers.backoff_delay(0, cfg, retry_after="7") == 7.0
+    assert covers.backoff_delay(0, cfg, retry_after="600") == 10.0

@@ -1,0 +1,136 @@
+"""The real pipeline, end to end, on a tiny generated dataset served over real HTTP."""
+
+import functools
+import glob
+import http.server
+import json
+import os
+import threading
+
+import pytest
+import tensorflow as tf
+
+import local_runner
+from pipeline import embedded_data
+
+COMPONENTS = {
+    "CoverExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Tuner",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+}
+
+
+@pytest.fixture(scope="module")
+def covers_over_http(tmp_path_factory):
+    """Generated covers behind http.server on 127.0.0.1, two of them broken."""
+    root = tmp_path_factory.mktemp("covers")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    csv_path = embedded_data.generate(
+        str(root), categories=4, per_category=16, image_url_prefix=url
+    )
+    os.remove(root / "covers" / "c00" / "0003.jpg")  # -> HTTP 404
+    (root / "covers" / "c01" / "0004.jpg").write_text("<html>not a cover</html>")
+    yield csv_path
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runs(covers_over_http, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    argv = [
+        "--books-csv",
+        covers_over_http,
+        "--categories",
+        "4",
+        "--per-class",
+        "16",
+        "--epochs",
+        "2",
+        "--tuner-epochs",
+        "1",
+        "--learning-rates",
+        "1e-3",
+        "--first-filters",
+        "8",
+        "16",
+        "--batch-size",
+        "16",
+        "--accuracy-floor",
+        "0.0",
+        "--output-dir",
+        str(out),
+    ]
+    first = local_runner.main(argv)
+    second = local_runner.main(argv)
+    return out, first, second
+
+
+def test_every_component_executed_once(runs):
+    _, first, _ = runs
+    executed = {name for name, c in first["components"].items() if c["status"] == "executed"}
+    assert COMPONENTS <= executed
+    for name in COMPONENTS:
+        assert first["components"][name]["wall_time_s"] >= 0
+
+
+def test_rerun_executes_nothing_new(runs):
+    _, _, second = runs
+    statuses = {name: c["status"] for name, c in second["components"].items()}
+    assert {statuses[name] for name in COMPONENTS} == {"cached"}, statuses
+
+
+def test_schema_and_statistics_exist(runs):
+    out, _, _ = runs
+    assert glob.glob(str(out / "pipeline/SchemaGen/schema/*/schema.pbtxt"))
+    for split in ("train", "eval", "test"):
+        assert glob.glob(str(out / f"pipeline/StatisticsGen/statistics/*/Split-{split}/*.pb"))
+
+
+def test_run_summary_holds_the_promised_fields(runs):
+    out, first, _ = runs
+    with open(out / "run_summary.json") as f:
+        summary = json.load(f)
+    assert len(summary["categories"]) == 4
+    assert set(summary["examples"]) == {"train", "eval", "test"}
+    total = sum(n for split in summary["examples"].values() for n in split.values())
+    assert total == 4 * 16 - 2  # the two broken covers are counted, not stored
+    assert summary["ingestion"]["failed_by_reason"] == {"http_404": 1, "not_an_image": 1}
+    assert set(summary["best_hyperparameters"]) >= {"learning_rate", "first_filters"}
+    assert summary["best_hyperparameters"]["first_filters"] in (8, 16)
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["blessed"] is True
+    assert summary["pushed_model"] and summary["pushed_model"] == first["pushed_model"]
+
+
+def test_failures_are_listed_beside_the_examples(runs):
+    out, _, _ = runs
+    (failures,) = glob.glob(str(out / "pipeline/CoverExampleGen/examples/*/failures.csv"))
+    with open(failures) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "row,category,url,reason,detail"
+    assert sorted(line.split(",")[3] for line in lines[1:]) == ["http_404", "not_an_image"]
+
+
+def test_pushed_model_classifies_raw_jpeg_bytes(runs, covers_over_http):
+    _, first, _ = runs
+    pushed = first["pushed_model"]
+    assert os.path.basename(pushed).isdigit()  # TF Serving's <base>/<version>/ layout
+    assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
+    serve = tf.saved_model.load(pushed).signatures["serving_default"]
+    cover = os.path.join(os.path.dirname(covers_over_http), "covers", "c02", "0000.jpg")
+    with open(cover, "rb") as f:
+        result = serve(images=tf.constant([f.read()]))
+    probabilities = result["probabilities"].numpy()
+    assert probabilities.shape == (1, 4)
+    assert abs(probabilities.sum() - 1.0) < 1e-4
+    assert result["category"].numpy()[0].decode() in first["categories"]
