@@ -8,7 +8,7 @@ from tfx import v1 as tfx
 
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
-from pipeline import configs
+from pipeline import baseline, configs
 
 
 def eval_config(accuracy_floor: float) -> tfma.EvalConfig:
@@ -126,9 +126,10 @@ def create_pipeline(
     )
 
     model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=baseline.PreviousBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        candidate=trainer.outputs["model"],
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

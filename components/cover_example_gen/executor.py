@@ -130,6 +130,25 @@ class AssignSplitsFn(beam.DoFn):
                 yield split, cover
 
 
+class DedupeAndSplit(beam.PTransform):
+    """Covers -> (split name, cover): one cover per content hash, stratified by category."""
+
+    def __init__(self, buckets: list[int], split_names: list[str], seed: int):
+        super().__init__()
+        self._assign = AssignSplitsFn(buckets, split_names, seed)
+
+    def expand(self, covers_pcoll):
+        return (
+            covers_pcoll
+            | "ByHash" >> beam.Map(lambda c: (c["content_hash"], c))
+            | "GroupHash" >> beam.GroupByKey()
+            | "Dedupe" >> beam.Map(_keep_first_by_hash)
+            | "ByCategory" >> beam.Map(lambda c: (c["category"], c))
+            | "GroupCategory" >> beam.GroupByKey()
+            | "AssignSplits" >> beam.ParDo(self._assign)
+        )
+
+
 def to_example(cover: dict) -> bytes:
     def bytes_feature(value: bytes) -> tf.train.Feature:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -238,14 +257,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 header=",".join(FAILURE_FIELDS),
             )
         )
-        split_covers = (
-            downloaded.covers
-            | "ByHash" >> beam.Map(lambda c: (c["content_hash"], c))
-            | "GroupHash" >> beam.GroupByKey()
-            | "Dedupe" >> beam.Map(_keep_first_by_hash)
-            | "ByCategory" >> beam.Map(lambda c: (c["category"], c))
-            | "GroupCategory" >> beam.GroupByKey()
-            | "AssignSplits" >> beam.ParDo(AssignSplitsFn(buckets, split_names, settings.seed))
+        split_covers = downloaded.covers | "DedupeAndSplit" >> DedupeAndSplit(
+            buckets, split_names, settings.seed
         )
         for name in split_names:
             _ = (
