@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     # Imported here so that --help answers without loading TensorFlow.
     from tfx import v1 as tfx
 
+    from components import books_csv
     from components.cover_example_gen.settings import IngestSettings
     from components.covers import FetchConfig
     from pipeline import embedded_data, pipeline, run_summary
@@ -113,8 +114,13 @@ def main(argv: list[str] | None = None) -> dict:
         categories = args.categories or configs.EMBEDDED_CATEGORIES
         batch_size = args.batch_size or configs.EMBEDDED_BATCH_SIZE
 
+    num_classes = None
+    if args.min_books:
+        categories = None
+        num_classes = books_csv.count_selected_categories(csv_path, min_books=args.min_books)
     settings = IngestSettings(
         top_k=categories,
+        min_books=args.min_books,
         per_class=args.per_class or configs.PER_CLASS,
         cache_dir=os.path.join(output_dir, "cache", "covers"),
         fetch=FetchConfig(connections=args.connections),
@@ -135,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=batch_size,
         accuracy_floor=args.accuracy_floor,
         trainer_backup_dir=os.path.join(output_dir, "trainer_backup"),
+        num_classes=num_classes,
         metadata_connection_config=connection,
         beam_pipeline_args=[
             "--direct_running_mode=multi_processing",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("benchmarks.e2e",)
+BENCHMARKS = ("benchmarks.e2e", "benchmarks.ingestion", "benchmarks.serving")
 
 
 def main() -> None:

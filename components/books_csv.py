@@ -138,18 +138,45 @@ def select_categories(
     return chosen
 
 
+def count_selected_categories(
+    path: str, top_k: int | None = None, min_books: int | None = None
+) -> int:
+    """How many categories a selection keeps, read from the CSV itself.
+
+    The pipeline needs the number before CoverExampleGen runs (labels have a
+    fixed width); the selection is deterministic, so both agree.
+    """
+    table = analyse_categories(read_books(path).books)
+    return len(select_categories(table, top_k, min_books))
+
+
 def sample_balanced(
-    books: Sequence[Book], categories: Sequence[str], per_class: int | None, seed: int
+    books: Sequence[Book],
+    categories: Sequence[str],
+    per_class: int | None,
+    seed: int,
+    balance: bool = True,
 ) -> list[Book]:
-    """N books per category (at most the smallest category's count), reproducibly."""
+    """N books per category, reproducibly.
+
+    Balanced (the default), N is at most the smallest selected category's
+    count; unbalanced, each category keeps up to `per_class` books (all of
+    them with None), for training with class weights.
+    """
     by_category: dict[str, list[Book]] = {c: [] for c in categories}
     for book in books:
         if book.category in by_category:
             by_category[book.category].append(book)
-    smallest = min(len(v) for v in by_category.values())
-    n = smallest if per_class is None else min(per_class, smallest)
     rng = random.Random(seed)
     sample: list[Book] = []
+    if balance:
+        smallest = min(len(v) for v in by_category.values())
+        n = smallest if per_class is None else min(per_class, smallest)
+        for category in categories:
+            sample.extend(rng.sample(by_category[category], n))
+        return sample
     for category in categories:
-        sample.extend(rng.sample(by_category[category], n))
+        pool = by_category[category]
+        n = len(pool) if per_class is None else min(per_class, len(pool))
+        sample.extend(rng.sample(pool, n))
     return sample

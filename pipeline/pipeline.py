@@ -61,13 +61,17 @@ def create_pipeline(
     batch_size: int = configs.BATCH_SIZE,
     accuracy_floor: float | None = None,
     trainer_backup_dir: str | None = None,
+    num_classes: int | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator and Pusher."""
-    if ingest_settings.top_k is None:
-        raise ValueError("the pipeline needs a fixed number of categories (top_k)")
-    num_classes = ingest_settings.top_k
+    num_classes = num_classes or ingest_settings.top_k
+    if not num_classes:
+        raise ValueError(
+            "the number of categories must be known when the pipeline is built: select by "
+            "top_k, or pass num_classes (books_csv.count_selected_categories)"
+        )
     if accuracy_floor is None:
         accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
 

@@ -90,3 +90,22 @@ def test_balanced_sample_is_reproducible_and_capped_by_smallest_category():
     assert first == again and first != other
     assert [b.category for b in first].count("a") == 30
     assert [b.category for b in first].count("b") == 30
+
+
+def test_unbalanced_sample_keeps_every_book_up_to_the_cap():
+    books = _books({"a": 50, "b": 30, "c": 10})
+    everything = books_csv.sample_balanced(books, ["a", "b"], None, seed=1, balance=False)
+    assert sorted(b.category for b in everything) == ["a"] * 50 + ["b"] * 30
+    capped = books_csv.sample_balanced(books, ["a", "b"], 40, seed=1, balance=False)
+    assert [b.category for b in capped].count("a") == 40
+
+
+def test_count_selected_categories_reads_the_csv(tmp_path):
+    path = tmp_path / "books.csv"
+    rows = [
+        f"T{i},,['A'],http://x/{i}.jpg,,,,,['{c}'],\n"
+        for i, c in enumerate(["a"] * 5 + ["b"] * 3 + ["c"])
+    ]
+    path.write_text(HEADER + "".join(rows))
+    assert books_csv.count_selected_categories(str(path), min_books=3) == 2
+    assert books_csv.count_selected_categories(str(path), top_k=3) == 3

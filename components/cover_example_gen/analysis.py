@@ -30,7 +30,9 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
             f"skipped by reason: {dict(read.skipped)}"
         )
     categories = books_csv.select_categories(table, settings.top_k, settings.min_books)
-    sample = books_csv.sample_balanced(read.books, categories, settings.per_class, settings.seed)
+    sample = books_csv.sample_balanced(
+        read.books, categories, settings.per_class, settings.seed, settings.balance
+    )
     os.makedirs(out_dir, exist_ok=True)
     write_counts(table, os.path.join(out_dir, COUNTS_FILE))
     plot_cumulative_share(table, os.path.join(out_dir, PLOT_FILE), len(categories))
@@ -42,7 +44,7 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
         "categories_total": len(table),
         "categories_covering_half": books_csv.categories_covering(table, 0.5),
         "selected_categories": categories,
-        "per_class": len(sample) // len(categories),
+        "per_class": dict(collections.Counter(b.category for b in sample)),
         "selected_books": len(sample),
     }
     with open(os.path.join(out_dir, ANALYSIS_FILE), "w") as f:

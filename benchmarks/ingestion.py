@@ -1,0 +1,150 @@
+"""Ingestion benchmark: covers/s through CoverExampleGen beside the seed's thread-pool loader.
+
+Both fetch every cover of ../shared/bookcovers (all 33 categories) over real
+HTTP from its loopback server, resize to 100x150 and store JPEGs: the seed's
+way into files, ours into split, deduplicated TFRecords.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import glob
+import io
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import requests
+from PIL import Image
+
+from benchmarks.common import write_result
+from components import books_csv
+from pipeline import configs
+
+BOOKCOVERS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bookcovers")
+COMMAND = "python -m benchmarks.ingestion"
+WORKERS = 2
+CONNECTIONS = configs.CONNECTIONS_PER_WORKER
+
+
+def start_server() -> subprocess.Popen:
+    """The development set's own `serve` script (port 8765, as its CSV's URLs say)."""
+    pid = subprocess.run(
+        [os.path.join(BOOKCOVERS, "serve")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for _ in range(100):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:8765/README.md", timeout=1).read()
+            return int(pid)
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the bookcovers server did not start")
+
+
+def seed_loader(urls: list[str], out_dir: str, threads: int) -> int:
+    """The seed's method: a ThreadPoolExecutor of requests.get + Pillow resize to JPEG files."""
+
+    def load(item):
+        index, url = item
+        try:
+            response = requests.get(url, timeout=15)
+            response.raise_for_status()
+            image = Image.open(io.BytesIO(response.content)).convert("RGB").resize((100, 150))
+            image.save(os.path.join(out_dir, f"{index}.jpg"), "JPEG")
+            return 1
+        except (requests.RequestException, OSError):
+            return 0
+
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(load, enumerate(urls)))
+
+
+def ours(csv_path: str, out_dir: str) -> int:
+    """CoverExampleGen alone in a LocalDagRunner pipeline, Beam with 2 worker processes."""
+    from tfx import v1 as tfx
+
+    from components.cover_example_gen import CoverExampleGen
+    from components.cover_example_gen.settings import IngestSettings
+    from components.covers import FetchConfig
+
+    settings = IngestSettings(
+        top_k=None,
+        min_books=1,
+        per_class=None,
+        balance=False,
+        fetch=FetchConfig(connections=CONNECTIONS),
+    )
+    example_gen = CoverExampleGen(
+        input_base=os.path.dirname(csv_path), settings=settings, csv_name=os.path.basename(csv_path)
+    )
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="ingestion_benchmark",
+        pipeline_root=os.path.join(out_dir, "root"),
+        components=[example_gen],
+        enable_cache=False,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.join(out_dir, "metadata.sqlite")
+        ),
+        beam_pipeline_args=[
+            "--direct_running_mode=multi_processing",
+            f"--direct_num_workers={WORKERS}",
+        ],
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    (summary,) = glob.glob(
+        os.path.join(
+            out_dir, "root", "CoverExampleGen", "category_analysis", "*", "ingest_summary.json"
+        )
+    )
+    with open(summary) as f:
+        counts = json.load(f)
+    return sum(n for split in counts["examples"].values() for n in split.values())
+
+
+def main() -> dict:
+    csv_path = os.path.abspath(os.path.join(BOOKCOVERS, "books_data.csv"))
+    urls = [b.image_url for b in books_csv.read_books(csv_path).books]
+    pid = start_server()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bookcover-ingest-") as tmp:
+            seed_dir = os.path.join(tmp, "seed")
+            os.makedirs(seed_dir)
+            start = time.monotonic()
+            seed_stored = seed_loader(urls, seed_dir, WORKERS * CONNECTIONS)
+            seed_s = time.monotonic() - start
+            print(f"seed loader: {seed_stored} covers in {seed_s:.1f} s")
+            shutil.rmtree(seed_dir)
+
+            import tfx  # noqa: F401 - imports are not ingestion time
+
+            start = time.monotonic()
+            our_stored = ours(csv_path, os.path.join(tmp, "ours"))
+            our_s = time.monotonic() - start
+            print(f"CoverExampleGen: {our_stored} covers in {our_s:.1f} s")
+    finally:
+        os.kill(pid, 15)
+    ours_rate, seed_rate = our_stored / our_s, seed_stored / seed_s
+    return write_result(
+        "ingestion",
+        ours=round(ours_rate, 1),
+        baseline=round(seed_rate, 1),
+        ratio=round(ours_rate / seed_rate, 3),
+        unit="covers/s",
+        command=COMMAND,
+        covers_in_csv=len(urls),
+        ours_stored=our_stored,
+        ours_seconds=round(our_s, 1),
+        baseline_stored=seed_stored,
+        baseline_seconds=round(seed_s, 1),
+        setup=f"{WORKERS} Beam worker processes x {CONNECTIONS} connections; seed: "
+        f"ThreadPoolExecutor({WORKERS * CONNECTIONS}) of requests.get + Pillow; both "
+        "against ../shared/bookcovers/serve (python http.server) on this machine",
+    )
+
+
+if __name__ == "__main__":
+    main()

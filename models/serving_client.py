@@ -1,0 +1,49 @@
+"""TF Serving REST client helpers for the cover classifier (DT_STRING image input)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+import requests
+
+SIGNATURE = "serving_default"
+
+
+def predict_request(images: Sequence[bytes], signature_name: str = SIGNATURE) -> dict:
+    """The body TF Serving expects: row format, binary values as {"b64": ...}."""
+    return {
+        "signature_name": signature_name,
+        "instances": [{"b64": base64.b64encode(image).decode("ascii")} for image in images],
+    }
+
+
+def parse_predictions(response: dict) -> list[dict]:
+    """Per image: category, top-3 (name, score) pairs and all probabilities."""
+    if "error" in response:
+        raise ValueError(f"TF Serving error: {response['error']}")
+    results = []
+    for row in response["predictions"]:
+        results.append(
+            {
+                "category": row["category"],
+                "top": list(zip(row["top_categories"], row["top_scores"], strict=True)),
+                "probabilities": row["probabilities"],
+            }
+        )
+    return results
+
+
+def predict_rest(
+    base_url: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
+) -> list[dict]:
+    """POST to <base_url>/v1/models/<model_name>:predict and parse the answer."""
+    response = requests.post(
+        f"{base_url.rstrip('/')}/v1/models/{model_name}:predict",
+        json=predict_request(images),
+        timeout=timeout_s,
+    )
+    body = response.json()
+    if response.status_code != 200:
+        raise ValueError(f"TF Serving answered {response.status_code}: {body.get('error', body)}")
+    return parse_predictions(body)

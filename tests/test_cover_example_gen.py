@@ -1,0 +1,147 @@
+"""The real CoverExampleGen component against a misbehaving HTTP server on 127.0.0.1."""
+
+import csv
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx import v1 as tfx
+
+from components.cover_example_gen import CoverExampleGen
+from components.cover_example_gen.settings import IngestSettings
+from components.covers import FetchConfig
+from pipeline import embedded_data
+from tests import cover_server as cs
+from tests import images
+
+FETCH = FetchConfig(
+    connect_timeout_s=1.0,
+    read_timeout_s=0.5,
+    max_retries=2,
+    backoff_base_s=0.01,
+    backoff_max_s=2.0,
+    max_bytes=150_000,
+    connections=4,
+)
+# path -> (handler, expected outcome: "stored" or a failure reason)
+CASES = {
+    "/404.jpg": (cs.send_status(404), "http_404"),
+    "/flaky.jpg": (cs.fail_then(cs.send_status(500), cs.send_bytes(images.jpeg())), "stored"),
+    "/busy.jpg": (
+        cs.fail_then(
+            cs.send_status(429, {"Retry-After": "1"}), cs.send_bytes(images.jpeg(color=(1, 2, 3)))
+        ),
+        "stored",
+    ),
+    "/slow.jpg": (cs.slow(1.5, cs.send_bytes(images.jpeg())), "timeout"),
+    "/truncated.jpg": (cs.send_bytes(images.jpeg()[:300]), "not_an_image"),
+    "/page.html": (cs.send_bytes(b"<html>moved</html>", "text/html"), "not_an_image"),
+    "/cover.png": (cs.send_bytes(images.png()), "stored"),
+    "/gray.jpg": (cs.send_bytes(images.jpeg(mode="L", color=90)), "stored"),
+    "/cmyk.jpg": (cs.send_bytes(images.jpeg(mode="CMYK", color=(0, 50, 90, 0))), "stored"),
+    "/huge.bin": (cs.send_bytes(b"\xff" * 200_000), "too_large"),
+    "/bomb.png": (cs.send_bytes(images.bomb_png()), "decompression_bomb"),
+    "/moved.jpg": (cs.redirect("/target.jpg"), "stored"),
+}
+
+
+@pytest.fixture
+def server():
+    s = cs.CoverServer()
+    yield s
+    s.close()
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=embedded_data.CSV_COLUMNS)
+        writer.writeheader()
+        for title, url, category in rows:
+            writer.writerow(
+                {"Title": title, "authors": "['A']", "image": url, "categories": repr([category])}
+            )
+
+
+def run_example_gen(csv_path, root, settings):
+    example_gen = CoverExampleGen(
+        input_base=os.path.dirname(csv_path), settings=settings, csv_name=os.path.basename(csv_path)
+    )
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="example_gen_test",
+        pipeline_root=str(root / "root"),
+        components=[example_gen],
+        enable_cache=False,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(root / "metadata.sqlite")
+        ),
+        beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    (analysis_dir,) = glob.glob(str(root / "root/CoverExampleGen/category_analysis/*"))
+    with open(os.path.join(analysis_dir, "ingest_summary.json")) as f:
+        return json.load(f)
+
+
+def stored_examples(root):
+    examples = []
+    for path in glob.glob(str(root / "root/CoverExampleGen/examples/*/Split-*/*.gz")):
+        for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+            examples.append(tf.train.Example.FromString(record.numpy()))
+    return examples
+
+
+def test_every_misbehaviour_ends_as_expected_and_the_cache_serves_the_rerun(server, tmp_path):
+    server.routes.update({path: handler for path, (handler, _) in CASES.items()})
+    server.routes["/target.jpg"] = cs.send_bytes(images.jpeg(color=(9, 9, 200)))
+    good = [(f"Good {i}", f"/good{i}.jpg", "Good") for i in range(40)]
+    for i, (_, path, _) in enumerate(good):
+        server.routes[path] = cs.send_bytes(images.jpeg(color=(6 * i, 100, 250 - 6 * i)))
+    rows = [(f"Case {p}", server.url + p, "Cases") for p in CASES]
+    rows += [(t, server.url + p, c) for t, p, c in good]
+    write_csv(tmp_path / "books_data.csv", rows)
+    settings = IngestSettings(
+        top_k=2,
+        per_class=None,
+        balance=False,
+        max_failure_share=0.5,
+        cache_dir=str(tmp_path / "cache"),
+        fetch=FETCH,
+    )
+
+    counts = run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "first", settings)
+
+    expected_failures = sorted(r for _, r in CASES.values() if r != "stored")
+    got_failures = sorted(r for r, n in counts["failed_by_reason"].items() for _ in range(n))
+    assert got_failures == expected_failures
+    stored = sum(n for split in counts["examples"].values() for n in split.values())
+    assert stored == 40 + sum(r == "stored" for _, r in CASES.values())
+    assert counts["duplicates_dropped"] == 0
+    assert server.requests["/flaky.jpg"] == 2 and server.requests["/busy.jpg"] == 2
+    assert server.requests["/404.jpg"] == 1  # 4xx is never retried
+    examples = stored_examples(tmp_path / "first")
+    assert len(examples) == stored
+    for example in examples:
+        image = tf.io.decode_jpeg(example.features.feature["image"].bytes_list.value[0])
+        assert image.shape == (150, 100, 3)
+    (failures_csv,) = glob.glob(
+        str(tmp_path / "first/root/CoverExampleGen/examples/*/failures.csv")
+    )
+    with open(failures_csv) as f:
+        assert sorted(r["reason"] for r in csv.DictReader(f)) == expected_failures
+
+    before = dict(server.requests)
+    run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "second", settings)
+    stored_paths = [p for p, (_, r) in CASES.items() if r == "stored"] + [p for _, p, _ in good]
+    assert all(server.requests[p] == before[p] for p in stored_paths), "cache missed"
+
+
+def test_too_many_failures_stop_the_run_with_a_clear_message(server, tmp_path):
+    server.routes.update({f"/ok{i}.jpg": cs.send_bytes(images.jpeg()) for i in range(6)})
+    rows = [(f"Ok {i}", f"{server.url}/ok{i}.jpg", "A" if i % 2 else "B") for i in range(6)]
+    rows += [(f"Gone {i}", f"{server.url}/gone{i}.jpg", "A" if i % 2 else "B") for i in range(4)]
+    write_csv(tmp_path / "books_data.csv", rows)
+    settings = IngestSettings(top_k=2, per_class=None, balance=False, fetch=FETCH)
+    with pytest.raises(Exception, match=r"4 of 10 covers \(40%\) failed, over the allowed 20%"):
+        run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "run", settings)
