@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{configs.EMBEDDED_CATEGORIES} for the embedded data)",
     )
     p.add_argument(
+        "--min-books",
+        type=int,
+        default=None,
+        help="instead of --categories: keep every category with at least M books",
+    )
+    p.add_argument(
         "--per-class",
         type=int,
         default=None,

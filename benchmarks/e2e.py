@@ -15,14 +15,19 @@ COMMAND = "python -m benchmarks.e2e"
 
 
 def timed_run(output_dir: str) -> tuple[float, dict]:
+    log_path = os.path.join(output_dir, "run.log")
     start = time.monotonic()
-    subprocess.run(
-        [sys.executable, "local_runner.py", "--output-dir", output_dir],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(log_path, "a") as log:
+        done = subprocess.run(
+            [sys.executable, "local_runner.py", "--output-dir", output_dir],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     elapsed = time.monotonic() - start
+    if done.returncode:
+        with open(log_path) as f:
+            sys.exit(f"local_runner.py failed:\n{f.read()[-5000:]}")
     with open(os.path.join(output_dir, "run_summary.json")) as f:
         return elapsed, json.load(f)
 

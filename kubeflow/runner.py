@@ -1,62 +1,95 @@
-"""Compiles the bookcover pipeline for Kubeflow Pipelines (KFP v2 IR) with KubeflowV2DagRunner."""
+"""Compiles the bookcover pipeline for Kubeflow Pipelines (KFP v2 IR) with KubeflowV2DagRunner.
+
+Everything cluster-specific comes from a JSON config (see config.example.json):
+the image, the pipeline root, where books_data.csv is, Beam's pipeline args
+(DataflowRunner, a Flink PortableRunner, ...), and CPU, memory and GPU per step.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shlex
 
 from pipeline import configs
 
+DEFAULT_RESOURCES = "default"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="cluster config JSON (config.example.json)")
     p.add_argument("--output", required=True, help="pipeline definition file to write (.json)")
-    p.add_argument("--image", required=True, help="the pipeline's container image")
-    p.add_argument("--pipeline-root", required=True, help="gs://, s3:// or a mounted path")
-    p.add_argument("--books-csv", required=True, help="books_data.csv as the cluster sees it")
-    p.add_argument("--categories", type=int, default=configs.NUM_CATEGORIES)
-    p.add_argument("--per-class", type=int, default=configs.PER_CLASS)
-    p.add_argument("--epochs", type=int, default=configs.TRAIN_EPOCHS)
-    p.add_argument("--tuner-epochs", type=int, default=configs.TUNER_EPOCHS)
-    p.add_argument(
-        "--beam-args",
-        default="--runner=DirectRunner",
-        help="Beam pipeline args, e.g. '--runner=DataflowRunner --project=P "
-        "--region=R --temp_location=gs://B/tmp'",
-    )
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> str:
-    args = parse_args(argv)
+def resource_spec(values: dict):
+    """A KFP container ResourceSpec: cpu, memory_gib, and optionally gpu_type/gpu_count."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec_type = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+    spec = spec_type(
+        cpu_limit=float(values.get("cpu", 0)), memory_limit=float(values.get("memory_gib", 0))
+    )
+    if values.get("gpu_count"):
+        spec.accelerator.type = values["gpu_type"]
+        spec.accelerator.count = int(values["gpu_count"])
+    return spec
+
+
+def build(config: dict):
+    """The same create_pipeline(...) as local_runner.py, with the cluster's settings."""
     from tfx import v1 as tfx
 
     from components.cover_example_gen.settings import IngestSettings
     from pipeline import pipeline
 
-    root = args.pipeline_root.rstrip("/")
+    root = config["pipeline_root"].rstrip("/")
+    books_csv = config["books_csv"]
     bookcover = pipeline.create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_name=config.get("pipeline_name", configs.PIPELINE_NAME),
         pipeline_root=root,
-        data_dir=os.path.dirname(args.books_csv),
-        csv_name=os.path.basename(args.books_csv),
+        data_dir=os.path.dirname(books_csv),
+        csv_name=os.path.basename(books_csv),
         ingest_settings=IngestSettings(
-            top_k=args.categories, per_class=args.per_class, cache_dir=f"{root}/cache/covers"
+            top_k=config.get("categories", configs.NUM_CATEGORIES),
+            per_class=config.get("per_class", configs.PER_CLASS),
+            cache_dir=f"{root}/cache/covers",
         ),
-        serving_model_dir=f"{root}/serving_model",
-        tuner_epochs=args.tuner_epochs,
-        train_epochs=args.epochs,
+        serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
+        train_epochs=config.get("epochs", configs.TRAIN_EPOCHS),
+        tuner_epochs=config.get("tuner_epochs", configs.TUNER_EPOCHS),
         trainer_backup_dir=f"{root}/trainer_backup",
-        beam_pipeline_args=shlex.split(args.beam_args),
+        beam_pipeline_args=list(config.get("beam_pipeline_args", [])),
+        baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,
     )
+    resources = config.get("resources", {})
+    for component in bookcover.components:
+        values = resources.get(component.id, resources.get(DEFAULT_RESOURCES))
+        if values and hasattr(component, "with_platform_config"):
+            component.with_platform_config(resource_spec(values))
+    return bookcover
+
+
+def compile_pipeline(config: dict, output: str) -> str:
+    from tfx import v1 as tfx
+
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=args.image),
-        output_dir=os.path.dirname(os.path.abspath(args.output)),
-        output_filename=os.path.basename(args.output),
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=config["image"]
+        ),
+        output_dir=os.path.dirname(os.path.abspath(output)),
+        output_filename=os.path.basename(output),
     )
-    runner.run(bookcover)
-    return args.output
+    runner.run(build(config))
+    return output
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    with open(args.config) as f:
+        config = json.load(f)
+    return compile_pipeline(config, args.output)
 
 
 if __name__ == "__main__":

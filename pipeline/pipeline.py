@@ -62,6 +62,7 @@ def create_pipeline(
     accuracy_floor: float | None = None,
     trainer_backup_dir: str | None = None,
     num_classes: int | None = None,
+    baseline_strategy: type = baseline.PreviousBlessedModelStrategy,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
@@ -129,11 +130,15 @@ def create_pipeline(
         },
     )
 
+    # KFP's compiler knows only TFX's own strategies, which take no candidate.
+    candidate = {}
+    if issubclass(baseline_strategy, baseline.PreviousBlessedModelStrategy):
+        candidate = {baseline.CANDIDATE_KEY: trainer.outputs["model"]}
     model_resolver = tfx.dsl.Resolver(
-        strategy_class=baseline.PreviousBlessedModelStrategy,
+        strategy_class=baseline_strategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        candidate=trainer.outputs["model"],
+        **candidate,
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

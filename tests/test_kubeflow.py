@@ -1,0 +1,115 @@
+"""The Kubeflow V2 compile: parsed with KFP's pipeline-spec protobufs, not string matching."""
+
+import json
+
+import pytest
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.dsl.components.base import base_beam_component
+
+from kubeflow import runner
+
+IMAGE = "registry.example/bookcover/pipeline:test"
+BEAM_ARGS = [
+    "--runner=PortableRunner",
+    "--job_endpoint=flink-jobserver:8099",
+    "--environment_type=EXTERNAL",
+    "--environment_config=localhost:50000",
+]
+EXPECTED_UPSTREAM = {
+    "CoverExampleGen": set(),
+    "StatisticsGen": {"CoverExampleGen"},
+    "SchemaGen": {"StatisticsGen"},
+    "ExampleValidator": {"StatisticsGen", "SchemaGen"},
+    "Transform": {"CoverExampleGen", "SchemaGen", "ExampleValidator"},
+    "Tuner": {"CoverExampleGen", "Transform"},
+    "Trainer": {"CoverExampleGen", "Transform", "Tuner"},
+    "Evaluator": {"CoverExampleGen", "Trainer"},
+    "Pusher": {"Trainer", "Evaluator"},
+}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kfp")
+    config = {
+        "image": IMAGE,
+        "pipeline_root": "gs://bucket/bookcover",
+        "books_csv": "gs://bucket/data/books_data.csv",
+        "beam_pipeline_args": BEAM_ARGS,
+        "resources": {
+            "default": {"cpu": 2, "memory_gib": 8},
+            "Trainer": {"cpu": 8, "memory_gib": 32, "gpu_type": "NVIDIA_TESLA_T4", "gpu_count": 2},
+        },
+    }
+    config_path = out / "cluster.json"
+    config_path.write_text(json.dumps(config))
+    output = runner.main(["--config", str(config_path), "--output", str(out / "bookcover.json")])
+    with open(output) as f:
+        job = json.load(f)
+    spec = json_format.ParseDict(
+        job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True
+    )
+    deployment = json_format.ParseDict(
+        json_format.MessageToDict(spec.deployment_spec),
+        pipeline_spec_pb2.PipelineDeploymentConfig(),
+        ignore_unknown_fields=True,
+    )
+    return spec, deployment, runner.build(config)
+
+
+def container_of(spec, deployment, task_name):
+    executor = spec.components[spec.root.dag.tasks[task_name].component_ref.name].executor_label
+    return deployment.executors[executor].container
+
+
+def test_every_component_with_its_dependencies(compiled):
+    spec, _, _ = compiled
+    tasks = spec.root.dag.tasks
+    for name, upstream in EXPECTED_UPSTREAM.items():
+        assert name in tasks, sorted(tasks)
+        depends = {t for t in tasks[name].dependent_tasks if not t.startswith("latest_blessed")}
+        assert depends == upstream, name
+    # TFX splits the latest-blessed-model resolver into two query steps.
+    assert "latest_blessed_model_resolver-model-blessing-resolver" in tasks
+    assert "latest_blessed_model_resolver-model-resolver" in tasks["Evaluator"].dependent_tasks
+
+
+def test_configured_image_on_every_step(compiled):
+    spec, deployment, _ = compiled
+    for name in EXPECTED_UPSTREAM:
+        assert container_of(spec, deployment, name).image == IMAGE, name
+
+
+def test_beam_args_on_the_beam_powered_steps(compiled):
+    spec, deployment, pipeline = compiled
+    beam_steps = [
+        c.id for c in pipeline.components if isinstance(c, base_beam_component.BaseBeamComponent)
+    ]
+    assert {"CoverExampleGen", "StatisticsGen", "Transform", "Evaluator"} <= set(beam_steps)
+    for name in beam_steps:
+        container = container_of(spec, deployment, name)
+        args = list(container.args) + list(container.lifecycle.pre_cache_check.args)
+        for arg in BEAM_ARGS:
+            assert arg in args, (name, arg)
+
+
+def test_gpu_and_resources_per_step(compiled):
+    spec, deployment, _ = compiled
+    trainer = container_of(spec, deployment, "Trainer").resources
+    assert trainer.accelerator.type == "NVIDIA_TESLA_T4" and trainer.accelerator.count == 2
+    assert trainer.cpu_limit == 8 and trainer.memory_limit == 32
+    tuner = container_of(spec, deployment, "Tuner").resources
+    assert tuner.accelerator.count == 0 and tuner.cpu_limit == 2
+
+
+def test_custom_example_gen_runs_the_projects_executor_with_the_tfx_driver(compiled):
+    spec, deployment, _ = compiled
+    container = container_of(spec, deployment, "CoverExampleGen")
+    args = list(container.args)
+    assert args[args.index("--executor_class_path") + 1] == (
+        "components.cover_example_gen.executor.Executor"
+    )
+    # The V2 runner's driver step for FileBasedExampleGen subclasses, run in our image.
+    driver = container.lifecycle.pre_cache_check
+    assert "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in " ".join(driver.command)

@@ -1,0 +1,68 @@
+"""local_runner's flags: the documented ones exist and reach the settings."""
+
+import pytest
+
+import local_runner
+from pipeline import configs
+
+
+def test_defaults_are_the_configured_ones():
+    args = local_runner.parse_args([])
+    assert args.books_csv is None
+    assert args.learning_rates == list(configs.LEARNING_RATES)
+    assert args.first_filters == list(configs.FIRST_FILTERS)
+    assert args.direct_num_workers == configs.DIRECT_NUM_WORKERS
+
+
+def test_every_documented_flag_parses():
+    args = local_runner.parse_args(
+        [
+            "--books-csv",
+            "b.csv",
+            "--categories",
+            "5",
+            "--min-books",
+            "30",
+            "--per-class",
+            "9",
+            "--epochs",
+            "2",
+            "--tuner-epochs",
+            "1",
+            "--learning-rates",
+            "1e-3",
+            "5e-4",
+            "--first-filters",
+            "16",
+            "--batch-size",
+            "8",
+            "--accuracy-floor",
+            "0.3",
+            "--connections",
+            "4",
+            "--output-dir",
+            "o",
+            "--direct-num-workers",
+            "1",
+        ]
+    )
+    assert (args.categories, args.min_books, args.per_class) == (5, 30, 9)
+    assert args.learning_rates == [1e-3, 5e-4] and args.first_filters == [16]
+
+
+def test_help_documents_the_flags(capsys):
+    with pytest.raises(SystemExit):
+        local_runner.parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in (
+        "--books-csv",
+        "--categories",
+        "--per-class",
+        "--epochs",
+        "--output-dir",
+        "--direct-num-workers",
+        "--learning-rates",
+        "--first-filters",
+        "--min-books",
+    ):
+        assert flag in text
