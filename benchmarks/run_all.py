@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("benchmarks.e2e", "benchmarks.ingestion", "benchmarks.serving")
+BENCHMARKS = (
+    "benchmarks.e2e",
+    "benchmarks.ingestion",
+    "benchmarks.training",
+    "benchmarks.serving",
+)
 
 
 def main() -> None:

@@ -77,6 +77,7 @@ def create_pipeline(
         accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
 
     example_gen = CoverExampleGen(input_base=data_dir, settings=ingest_settings, csv_name=csv_name)
+
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True

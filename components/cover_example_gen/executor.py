@@ -243,7 +243,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             pipeline
             | "Books" >> beam.Create(selection)
             | "Spread" >> beam.Reshuffle()
-            | "Batch" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch * 4)
+            | "Batch" >> beam.BatchElements(min_batch_size=batch * 4, max_batch_size=batch * 16)
             | "Download"
             >> beam.ParDo(DownloadCoversFn(settings)).with_outputs("failures", main="covers")
         )
