@@ -8,7 +8,20 @@ import threading
 import time
 from collections.abc import Callable
 
+from components.covers import FetchConfig
+
 Handler = Callable[[http.server.BaseHTTPRequestHandler, int], None]
+
+# Short timeouts and backoff so misbehaviour tests take seconds, a cap they can exceed.
+FAST_FETCH = FetchConfig(
+    connect_timeout_s=1.0,
+    read_timeout_s=0.5,
+    max_retries=2,
+    backoff_base_s=0.01,
+    backoff_max_s=2.0,
+    max_bytes=150_000,
+    connections=4,
+)
 
 
 class CoverServer:

@@ -11,20 +11,11 @@ from tfx import v1 as tfx
 
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
-from components.covers import FetchConfig
 from pipeline import embedded_data
 from tests import cover_server as cs
 from tests import images
 
-FETCH = FetchConfig(
-    connect_timeout_s=1.0,
-    read_timeout_s=0.5,
-    max_retries=2,
-    backoff_base_s=0.01,
-    backoff_max_s=2.0,
-    max_bytes=150_000,
-    connections=4,
-)
+FETCH = cs.FAST_FETCH
 # path -> (handler, expected outcome: "stored" or a failure reason)
 CASES = {
     "/404.jpg": (cs.send_status(404), "http_404"),
@@ -45,13 +36,6 @@ CASES = {
     "/bomb.png": (cs.send_bytes(images.bomb_png()), "decompression_bomb"),
     "/moved.jpg": (cs.redirect("/target.jpg"), "stored"),
 }
-
-
-@pytest.fixture
-def server():
-    s = cs.CoverServer()
-    yield s
-    s.close()
 
 
 def write_csv(path, rows):

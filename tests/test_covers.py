@@ -11,22 +11,7 @@ from components import covers
 from tests import cover_server as cs
 from tests import images
 
-FAST = covers.FetchConfig(
-    connect_timeout_s=1.0,
-    read_timeout_s=0.5,
-    max_retries=2,
-    backoff_base_s=0.01,
-    backoff_max_s=3.0,
-    max_bytes=200_000,
-    connections=4,
-)
-
-
-@pytest.fixture
-def server():
-    s = cs.CoverServer()
-    yield s
-    s.close()
+FAST = cs.FAST_FETCH
 
 
 @pytest.fixture
