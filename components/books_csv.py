@@ -6,9 +6,12 @@ import ast
 import collections
 import csv
 import dataclasses
+import io
 import random
 import sys
 from collections.abc import Iterable, Sequence
+
+from tfx.dsl.io import fileio
 
 TITLE_COLUMN = "Title"
 AUTHORS_COLUMN = "authors"
@@ -55,7 +58,10 @@ def read_books(path: str) -> ReadResult:
     books: list[Book] = []
     skipped: collections.Counter = collections.Counter()
     rows_read = 0
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    # fileio reads local paths and gs:// or s3:// alike (Kubeflow pipeline roots).
+    with fileio.open(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:

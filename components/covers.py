@@ -8,12 +8,14 @@ import hashlib
 import io
 import os
 import random
+import threading
 import time
 import urllib.parse
 import warnings
 
 import requests
 from PIL import Image
+from tfx.dsl.io import fileio
 
 from pipeline import configs
 
@@ -186,12 +188,12 @@ def content_hash(jpeg: bytes) -> str:
 
 
 class CoverCache:
-    """Processed covers on disk keyed by URL, so reruns download nothing twice."""
+    """Processed covers keyed by URL (local or gs:// paths), so reruns download nothing twice."""
 
     def __init__(self, directory: str | None):
         self.directory = directory
         if directory:
-            os.makedirs(directory, exist_ok=True)
+            fileio.makedirs(directory)
 
     def _path(self, url: str) -> str:
         key = hashlib.sha1(url.encode("utf-8")).hexdigest()
@@ -200,21 +202,22 @@ class CoverCache:
     def get(self, url: str) -> bytes | None:
         if not self.directory:
             return None
-        try:
-            with open(self._path(url), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
+        path = self._path(url)
+        if not fileio.exists(path):
             return None
+        with fileio.open(path, "rb") as f:
+            return f.read()
 
     def put(self, url: str, jpeg: bytes) -> None:
         if not self.directory:
             return
         path = self._path(url)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"  # atomic: a killed run never leaves half a file
-        with open(tmp, "wb") as f:
+        fileio.makedirs(os.path.dirname(path))
+        # Write then rename: a killed run never leaves half a file in the cache.
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with fileio.open(tmp, "wb") as f:
             f.write(jpeg)
-        os.replace(tmp, path)
+        fileio.rename(tmp, path, overwrite=True)
 
 
 def download_cover(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
+import io
 import json
 import logging
 import os
 
 from apache_beam.metrics.metric import MetricsFilter
+from tfx.dsl.io import fileio
 
 from components import books_csv
 from components.cover_example_gen.settings import IngestSettings
@@ -33,7 +35,7 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
     sample = books_csv.sample_balanced(
         read.books, categories, settings.per_class, settings.seed, settings.balance
     )
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
     write_counts(table, os.path.join(out_dir, COUNTS_FILE))
     plot_cumulative_share(table, os.path.join(out_dir, PLOT_FILE), len(categories))
     summary = {
@@ -47,18 +49,24 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
         "per_class": dict(collections.Counter(b.category for b in sample)),
         "selected_books": len(sample),
     }
-    with open(os.path.join(out_dir, ANALYSIS_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    _write_text(os.path.join(out_dir, ANALYSIS_FILE), json.dumps(summary, indent=2))
     logging.info("category analysis: %s", json.dumps(summary))
     return [{**dataclasses.asdict(b), "authors": list(b.authors)} for b in sample]
 
 
 def write_counts(table: list[books_csv.CategoryCount], path: str) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["category", "count", "cumulative_share"])
-        for row in table:
-            writer.writerow([row.category, row.count, f"{row.cumulative_share:.6f}"])
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["category", "count", "cumulative_share"])
+    for row in table:
+        writer.writerow([row.category, row.count, f"{row.cumulative_share:.6f}"])
+    _write_text(path, out.getvalue())
+
+
+def _write_text(path: str, text: str) -> None:
+    """Writes through fileio, so artifact URIs may be gs:// or s3:// as on Kubeflow."""
+    with fileio.open(path, "w") as f:
+        f.write(text)
 
 
 def plot_cumulative_share(table: list[books_csv.CategoryCount], path: str, selected: int) -> None:
@@ -82,8 +90,11 @@ def plot_cumulative_share(table: list[books_csv.CategoryCount], path: str, selec
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    with fileio.open(path, "wb") as f:
+        f.write(png.getvalue())
 
 
 def ingest_counts(metrics, namespace: str, selected: int) -> dict:
@@ -110,5 +121,4 @@ def ingest_counts(metrics, namespace: str, selected: int) -> dict:
 
 
 def write_ingest_summary(out_dir: str, counts: dict) -> None:
-    with open(os.path.join(out_dir, INGEST_FILE), "w") as f:
-        json.dump(counts, f, indent=2, sort_keys=True)
+    _write_text(os.path.join(out_dir, INGEST_FILE), json.dumps(counts, indent=2, sort_keys=True))
