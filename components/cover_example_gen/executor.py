@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -75,7 +76,7 @@ class DownloadCoversFn(beam.DoFn):
 class _Progress:
     """Logs counts and rate every few seconds from each worker."""
 
-    def __init__(self, every_s: float = 10.0):
+    def __init__(self, every_s: float = 5.0):
         self.start = self.last = time.monotonic()
         self.every_s = every_s
         self.done = self.cached = self.failed = 0
@@ -88,13 +89,13 @@ class _Progress:
         if now - self.last >= self.every_s:
             self.last = now
             rate = (self.done + self.failed) / max(now - self.start, 1e-9)
-            logging.info(
-                "covers (worker %d): %d ok (%d from cache), %d failed, %.1f covers/s",
-                os.getpid(),
-                self.done,
-                self.cached,
-                self.failed,
-                rate,
+            # stderr, not logging: Beam's runner does not show workers' INFO logs,
+            # while worker processes share the runner's stderr.
+            print(
+                f"CoverExampleGen worker {os.getpid()}: {self.done} covers ok "
+                f"({self.cached} from cache), {self.failed} failed, {rate:.1f} covers/s",
+                file=sys.stderr,
+                flush=True,
             )
 
 
