@@ -45,3 +45,33 @@ def input_fn(
 
     dataset = dataset.batch(batch_size).map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def class_counts(file_patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> list[int]:
+    """Examples per class in the files, in the category vocabulary's order.
+
+    Parses only the category feature, so it reads the files without decoding a
+    single image; the training set's size and balance come from it.
+    """
+    vocabulary = [
+        v.decode() if isinstance(v, bytes) else v
+        for v in tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
+    ]
+    index = {name: i for i, name in enumerate(vocabulary)}
+    spec = raw_feature_spec(tf_transform_output, (configs.CATEGORY_KEY,))
+    files = tf.data.Dataset.list_files(file_patterns, shuffle=False)
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
+    counts = [0] * len(vocabulary)
+    for batch in dataset.map(lambda s: tf.io.parse_example(s, spec)[configs.CATEGORY_KEY]):
+        for category in batch.numpy().reshape(-1):
+            name = category.decode()
+            if name not in index:
+                raise ValueError(f"category {name!r} in {file_patterns} is not in the vocabulary")
+            counts[index[name]] += 1
+    return counts
+
+
+def inverse_frequency_weights(counts: list[int]) -> dict[int, float]:
+    """Class weights that make every class weigh as much as a balanced set would."""
+    total, present = sum(counts), sum(1 for c in counts if c)
+    return {i: (total / (present * c) if c else 0.0) for i, c in enumerate(counts)}

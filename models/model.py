@@ -1,4 +1,4 @@
-"""The seed's CNN in Keras 3, every size and rate read from keras_tuner.HyperParameters."""
+"""The cover classifier in Keras 3, every size and rate read from keras_tuner.HyperParameters."""
 
 from __future__ import annotations
 
@@ -9,29 +9,57 @@ from pipeline import configs
 
 
 def default_hyperparameters(
-    learning_rates=configs.LEARNING_RATES, first_filters=configs.FIRST_FILTERS
+    learning_rates=configs.LEARNING_RATES,
+    first_filters=configs.FIRST_FILTERS,
+    options: dict | None = None,
 ) -> keras_tuner.HyperParameters:
-    """The search space; fixed values are the seed's defaults."""
+    """The search space: the grid as choices, every other setting fixed.
+
+    `options` overrides fixed values by name (configs.MODEL_OPTIONS lists them
+    with their defaults); an unknown name is an error, not a silent no-op.
+    """
+    fixed = {**configs.MODEL_OPTIONS, **(options or {})}
+    unknown = sorted(set(fixed) - set(configs.MODEL_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown model option(s) {unknown}; known: {sorted(configs.MODEL_OPTIONS)}"
+        )
+    if fixed["architecture"] not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {fixed['architecture']!r}; known: {sorted(ARCHITECTURES)}"
+        )
     hp = keras_tuner.HyperParameters()
     hp.Choice("learning_rate", list(learning_rates))
     hp.Choice("first_filters", list(first_filters))
-    hp.Fixed("filter_step", configs.FILTER_STEP)
-    hp.Fixed("kernel_size", configs.KERNEL_SIZE)
-    hp.Fixed("dense_units_1", configs.DENSE_UNITS[0])
-    hp.Fixed("dense_units_2", configs.DENSE_UNITS[1])
-    hp.Fixed("dropout", configs.DROPOUT)
-    hp.Fixed("l2", configs.L2)
+    for name, value in fixed.items():
+        hp.Fixed(name, value)
     return hp
 
 
-def build_model(hp: keras_tuner.HyperParameters, num_classes: int) -> keras.Model:
-    """Four conv blocks (F, F+16, F+32, F+48), two dense layers, softmax in float32."""
-    regulariser = keras.regularizers.L2(hp.get("l2"))
-    inputs = keras.Input(
-        shape=(configs.IMAGE_HEIGHT, configs.IMAGE_WIDTH, configs.IMAGE_CHANNELS),
-        name=configs.IMAGE_KEY,
+def augmentation(hp: keras_tuner.HyperParameters) -> keras.Sequential:
+    """Small shifts, zoom, brightness and contrast; no flips (covers carry text).
+
+    Inputs are standardised images, so brightness moves pixel values by a
+    fraction of the standardised range. Active only in training.
+    """
+    shift, zoom = hp.get("augment_shift"), hp.get("augment_zoom")
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(shift, shift, fill_mode="nearest"),
+            keras.layers.RandomZoom((-zoom, zoom), fill_mode="nearest"),
+            keras.layers.RandomBrightness(
+                hp.get("augment_brightness"), value_range=configs.STANDARDISED_RANGE
+            ),
+            keras.layers.RandomContrast(
+                hp.get("augment_contrast"), value_range=configs.STANDARDISED_RANGE
+            ),
+        ],
+        name="augment",
     )
-    x = inputs
+
+
+def _seed_cnn_features(x, hp: keras_tuner.HyperParameters, regulariser):
+    """The seed's four conv blocks: F, F+16, F+32, F+48 filters, batch norm, max pooling."""
     for block in range(4):
         filters = hp.get("first_filters") + block * hp.get("filter_step")
         x = keras.layers.Conv2D(
@@ -44,23 +72,101 @@ def build_model(hp: keras_tuner.HyperParameters, num_classes: int) -> keras.Mode
         )(x)
         x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{block + 1}")(x)
-    x = keras.layers.Flatten()(x)
+    return x
+
+
+def _conv_bn_relu(x, filters: int, strides: int, regulariser, name: str, relu: bool = True):
+    x = keras.layers.Conv2D(
+        filters,
+        3,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_regularizer=regulariser,
+        name=f"{name}_conv",
+    )(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+def _resnet_features(x, hp: keras_tuner.HyperParameters, regulariser):
+    """A compact residual network: a stride-2 stem, then four stages of one basic block,
+    each stage doubling the filters (F, 2F, 4F, 8F) and halving the resolution."""
+    first = hp.get("first_filters")
+    x = _conv_bn_relu(x, first, 2, regulariser, "stem")
+    for stage in range(4):
+        filters, strides = first * 2**stage, (1 if stage == 0 else 2)
+        name = f"stage{stage + 1}"
+        shortcut = x
+        if strides != 1 or x.shape[-1] != filters:
+            shortcut = keras.layers.Conv2D(
+                filters, 1, strides=strides, use_bias=False, name=f"{name}_proj"
+            )(x)
+            shortcut = keras.layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        y = _conv_bn_relu(x, filters, strides, regulariser, f"{name}_a")
+        y = _conv_bn_relu(y, filters, 1, regulariser, f"{name}_b", relu=False)
+        x = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+        x = keras.layers.ReLU(name=f"{name}_out")(x)
+    return x
+
+
+ARCHITECTURES = {"seed_cnn": _seed_cnn_features, "resnet": _resnet_features}
+
+
+def learning_rate(
+    hp: keras_tuner.HyperParameters, steps_per_epoch: int | None = None, epochs: int | None = None
+):
+    """The hyperparameter's rate; under the cosine schedule, when the length of training
+    is known, a short warm-up to it and a cosine decay to zero by the last epoch."""
+    rate = hp.get("learning_rate")
+    if hp.get("lr_schedule") != "cosine" or not (steps_per_epoch and epochs):
+        return rate
+    warmup = min(configs.WARMUP_EPOCHS, epochs - 1) * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        rate / 10,
+        decay_steps=max(1, epochs * steps_per_epoch - warmup),
+        warmup_target=rate,
+        warmup_steps=warmup,
+    )
+
+
+def build_model(
+    hp: keras_tuner.HyperParameters,
+    num_classes: int,
+    steps_per_epoch: int | None = None,
+    epochs: int | None = None,
+) -> keras.Model:
+    """Feature extractor, then a flatten or global-average-pooling head, softmax in float32;
+    compiled with Adam, label-smoothed categorical cross-entropy, top-1 and top-3 accuracy."""
+    regulariser = keras.regularizers.L2(hp.get("l2"))
+    inputs = keras.Input(
+        shape=(configs.IMAGE_HEIGHT, configs.IMAGE_WIDTH, configs.IMAGE_CHANNELS),
+        name=configs.IMAGE_KEY,
+    )
+    x = augmentation(hp)(inputs) if hp.get("augment") else inputs
+    x = ARCHITECTURES[hp.get("architecture")](x, hp, regulariser)
+    if hp.get("head") == "gap":
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dropout(hp.get("dropout"))(x)
     for i in (1, 2):
-        x = keras.layers.Dense(
-            hp.get(f"dense_units_{i}"),
-            activation="relu",
-            kernel_regularizer=regulariser,
-            name=f"dense{i}",
-        )(x)
-        x = keras.layers.Dropout(hp.get("dropout"))(x)
+        units = hp.get(f"dense_units_{i}")
+        if units:
+            x = keras.layers.Dense(
+                units, activation="relu", kernel_regularizer=regulariser, name=f"dense{i}"
+            )(x)
+            x = keras.layers.Dropout(hp.get("dropout"))(x)
     logits = keras.layers.Dense(num_classes, kernel_regularizer=regulariser, name="logits")(x)
     # float32 softmax keeps the loss stable under mixed_float16.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    model = keras.Model(inputs, outputs, name="cover_cnn")
+    model = keras.Model(inputs, outputs, name=f"cover_{hp.get('architecture')}")
     model.compile(
-        optimizer=keras.optimizers.Adam(hp.get("learning_rate")),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        optimizer=keras.optimizers.Adam(learning_rate(hp, steps_per_epoch, epochs)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.get("label_smoothing")),
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=3, name="top_3_accuracy"),
+        ],
     )
     return model

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
+from components.grid_tuner import RecordingGridSearch
 from models import export, inputs, model, reports
 from pipeline import configs
 
@@ -44,8 +45,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     num_classes = num_classes_of(tf_transform_output)
     learning_rates = config.get("learning_rates", configs.LEARNING_RATES)
     first_filters = config.get("first_filters", configs.FIRST_FILTERS)
-    hp = model.default_hyperparameters(learning_rates, first_filters)
-    tuner = keras_tuner.GridSearch(
+    hp = model.default_hyperparameters(learning_rates, first_filters, config.get("model_options"))
+    tuner = RecordingGridSearch(
         hypermodel=lambda trial_hp: model.build_model(trial_hp, num_classes),
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
         hyperparameters=hp,
@@ -60,16 +61,17 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.get("patience", configs.TUNER_PATIENCE)
     )
-    return tfx.components.TunerFnResult(
-        tuner=tuner,
-        fit_kwargs={
-            "x": train,
-            "validation_data": evaluation,
-            "epochs": config.get("epochs", configs.TUNER_EPOCHS),
-            "callbacks": [stop],
-            "verbose": 2,
-        },
-    )
+    fit_kwargs = {
+        "x": train,
+        "validation_data": evaluation,
+        "epochs": config.get("epochs", configs.TUNER_EPOCHS),
+        "callbacks": [stop],
+        "verbose": 2,
+    }
+    if hp.get("class_weights"):
+        counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
+        fit_kwargs["class_weight"] = inputs.inverse_frequency_weights(counts)
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
 
 
 def use_mixed_precision(setting: str) -> bool:
@@ -113,6 +115,7 @@ def hyperparameters_from(fn_args) -> keras_tuner.HyperParameters:
     return model.default_hyperparameters(
         config.get("learning_rates", configs.LEARNING_RATES),
         config.get("first_filters", configs.FIRST_FILTERS),
+        config.get("model_options"),
     )
 
 
@@ -136,6 +139,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
 
     train, evaluation = _datasets(fn_args, tf_transform_output, batch_size)
+    counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
+    steps_per_epoch = max(1, -(-sum(counts) // batch_size))
+    epochs = config.get("epochs", configs.TRAIN_EPOCHS)
+    class_weight = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
+    logging.info("training examples per class %s, class weights %s", counts, class_weight)
+
     run_dir = fn_args.model_run_dir
     os.makedirs(run_dir, exist_ok=True)
     backup_base = config.get("backup_dir") or os.path.join(run_dir, "backup")
@@ -154,13 +163,22 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         ),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
     ]
+    if hp.get("lr_schedule") == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=configs.PLATEAU_FACTOR,
+                patience=configs.PLATEAU_PATIENCE,
+            )
+        )
     with dtype_policy(policy):
         with strategy.scope():
-            cnn = model.build_model(hp, num_classes)
+            cnn = model.build_model(hp, num_classes, steps_per_epoch, epochs)
         history = cnn.fit(
             train,
             validation_data=evaluation,
-            epochs=config.get("epochs", configs.TRAIN_EPOCHS),
+            epochs=epochs,
+            class_weight=class_weight,
             callbacks=callbacks,
             verbose=2,
         )

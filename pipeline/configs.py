@@ -48,15 +48,40 @@ EMBEDDED_PER_CATEGORY = 40
 # for batch normalisation's moving statistics to settle; smaller batches fix it.
 EMBEDDED_BATCH_SIZE = 32
 
-# --- Model hyperparameters (the seed's values) -----------------------------
+# --- Model hyperparameters -------------------------------------------------
+# The grid (Tuner choices).
 LEARNING_RATES = (1e-4, 5e-4, 1e-3)
 FIRST_FILTERS = (24, 32, 40)
-FILTER_STEP = 16
-KERNEL_SIZE = 3
-DENSE_UNITS = (256, 128)
-DROPOUT = 0.4
-L2 = 1e-4
+# Every other hyperparameter, fixed during the search. SEED_MODEL_OPTIONS is
+# the seed work's exact model and training, kept as the baseline;
+# MODEL_OPTIONS is the default (`--model-preset` picks one, `--model-option`
+# overrides single values).
+SEED_MODEL_OPTIONS = {
+    "architecture": "seed_cnn",  # or "resnet" (models/model.py ARCHITECTURES)
+    "filter_step": 16,
+    "kernel_size": 3,
+    "head": "flatten",  # or "gap": global average pooling
+    "dense_units_1": 256,  # 0 leaves the layer out
+    "dense_units_2": 128,
+    "dropout": 0.4,
+    "l2": 1e-4,
+    "augment": False,
+    "augment_shift": 0.06,  # share of height and width
+    "augment_zoom": 0.1,
+    "augment_brightness": 0.05,  # share of STANDARDISED_RANGE
+    "augment_contrast": 0.2,
+    "label_smoothing": 0.0,
+    "lr_schedule": "constant",  # or "plateau" (drop on a val-loss plateau) or "cosine"
+    "class_weights": False,  # weigh classes by inverse training frequency
+}
+MODEL_OPTIONS = dict(SEED_MODEL_OPTIONS)
+MODEL_PRESETS = {"default": MODEL_OPTIONS, "seed": SEED_MODEL_OPTIONS}
 BATCH_SIZE = 128
+# Standardised covers lie well inside this range; augmentation clips to it.
+STANDARDISED_RANGE = (-4.0, 4.0)
+WARMUP_EPOCHS = 2
+PLATEAU_PATIENCE = 3
+PLATEAU_FACTOR = 0.3
 
 # --- Tuning and training ----------------------------------------------------
 TUNER_EPOCHS = 3
@@ -64,7 +89,9 @@ TUNER_PATIENCE = 2
 TRAIN_EPOCHS = 15
 TRAIN_PATIENCE = 5
 SHUFFLE_BUFFER = 2048
-MIXED_PRECISION = "auto"  # "auto": mixed_float16 when a GPU is present
+# "auto": mixed_float16 when a GPU is present, else float32.
+MIXED_PRECISION = "auto"
+MIXED_PRECISION_CHOICES = ("auto", "mixed_float16", "float32")
 
 # --- Evaluation -----------------------------------------------------------
 # The model must beat chance (1 / classes) by this factor to be blessed.

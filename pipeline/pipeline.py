@@ -8,6 +8,7 @@ from tfx import v1 as tfx
 
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
+from components.grid_tuner import CoverTuner
 from pipeline import baseline, configs
 
 
@@ -59,6 +60,8 @@ def create_pipeline(
     tuner_epochs: int = configs.TUNER_EPOCHS,
     train_epochs: int = configs.TRAIN_EPOCHS,
     batch_size: int = configs.BATCH_SIZE,
+    model_options: dict | None = None,
+    mixed_precision: str = configs.MIXED_PRECISION,
     accuracy_floor: float | None = None,
     trainer_backup_dir: str | None = None,
     num_classes: int | None = None,
@@ -102,9 +105,10 @@ def create_pipeline(
         "learning_rates": list(learning_rates),
         "first_filters": list(first_filters),
         "batch_size": batch_size,
-        "mixed_precision": configs.MIXED_PRECISION,
+        "model_options": {**configs.MODEL_OPTIONS, **(model_options or {})},
+        "mixed_precision": mixed_precision,
     }
-    tuner = tfx.components.Tuner(
+    tuner = CoverTuner(
         tuner_fn=configs.TUNER_FN,
         examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -115,7 +119,7 @@ def create_pipeline(
             "epochs": tuner_epochs,
             "patience": configs.TUNER_PATIENCE,
         },
-    )
+    ).with_id("Tuner")
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=example_gen.outputs["examples"],

@@ -8,6 +8,7 @@ import os
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components import grid_tuner
 from components.cover_example_gen import analysis
 
 STATE_NAMES = {
@@ -107,8 +108,9 @@ def build_summary(connection_config, pipeline_name: str) -> dict:
             summary["best_hyperparameters"] = json.load(f)["values"]
     tuner_uri = _first_uri(outputs, "Tuner", "tuner_results")
     if tuner_uri:
-        with open(os.path.join(tuner_uri, "tuner_results.json")) as f:
-            summary["tuner_trials"] = json.load(f)
+        with open(os.path.join(tuner_uri, grid_tuner.TRIALS_JSON)) as f:
+            trials = json.load(f)
+        summary["tuner_trials"] = [{k: v for k, v in t.items() if k != "curves"} for t in trials]
 
     evaluation_uri = _first_uri(outputs, "Evaluator", "evaluation")
     metrics = test_metrics(evaluation_uri) if evaluation_uri else {}

@@ -107,6 +107,9 @@ def test_run_summary_holds_the_promised_fields(runs):
     assert summary["ingestion"]["failed_by_reason"] == {"http_404": 1, "not_an_image": 1}
     assert set(summary["best_hyperparameters"]) >= {"learning_rate", "first_filters"}
     assert summary["best_hyperparameters"]["first_filters"] in (8, 16)
+    trials = summary["tuner_trials"]
+    assert sorted(t["first_filters"] for t in trials) == [8, 16]
+    assert all(t["epochs_run"] == 1 and t["status"] == "COMPLETED" for t in trials)
     assert 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["blessed"] is True
     assert summary["pushed_model"] and summary["pushed_model"] == first["pushed_model"]

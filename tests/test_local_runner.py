@@ -66,3 +66,44 @@ def test_help_documents_the_flags(capsys):
         "--min-books",
     ):
         assert flag in text
+
+
+def test_model_preset_and_options_reach_the_model_options():
+    args = local_runner.parse_args(
+        [
+            "--model-preset",
+            "seed",
+            "--model-option",
+            "augment=true",
+            "--model-option",
+            "head=gap",
+            "--model-option",
+            "dropout=1",
+            "--mixed-precision",
+            "float32",
+        ]
+    )
+    options = local_runner.model_options_from(args)
+    assert options == {
+        **configs.SEED_MODEL_OPTIONS,
+        "augment": True,
+        "head": "gap",
+        "dropout": 1.0,
+    }
+    assert args.mixed_precision == "float32"
+    assert local_runner.model_options_from(local_runner.parse_args([])) == configs.MODEL_OPTIONS
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("augmnet=true", "NAME one of"),
+        ("augment", "NAME one of"),
+        ("augment=maybe", "augment takes a bool"),
+        ("dense_units_1=true", "dense_units_1 takes a int"),
+    ],
+)
+def test_bad_model_options_are_refused_with_the_reason(option, message, capsys):
+    with pytest.raises(SystemExit):
+        local_runner.parse_args(["--model-option", option])
+    assert message in capsys.readouterr().err

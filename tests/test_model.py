@@ -1,10 +1,11 @@
-"""The seed CNN: structure, regularisation and precision."""
+"""The cover classifier: architecture, head, augmentation and training options."""
 
 import keras
 import numpy as np
 import pytest
 
 from models import model, trainer
+from pipeline import configs
 
 
 def hp_with(first_filters: int):
@@ -47,3 +48,88 @@ def test_grid_is_the_configured_product():
     hp = model.default_hyperparameters((1e-4, 5e-4, 1e-3), (24, 32, 40))
     assert hp.space[0].values == [1e-4, 5e-4, 1e-3]
     assert hp.space[1].values == [24, 32, 40]
+
+
+def test_seed_preset_is_the_default_options_unless_overridden():
+    hp = model.default_hyperparameters((1e-3,), (24,), configs.SEED_MODEL_OPTIONS)
+    assert {k: hp.get(k) for k in configs.SEED_MODEL_OPTIONS} == configs.SEED_MODEL_OPTIONS
+    hp = model.default_hyperparameters((1e-3,), (24,), {"head": "gap"})
+    assert hp.get("head") == "gap" and hp.get("dropout") == configs.MODEL_OPTIONS["dropout"]
+
+
+def test_unknown_option_or_architecture_is_refused():
+    with pytest.raises(ValueError, match="unknown model option.*'dropuot'"):
+        model.default_hyperparameters((1e-3,), (24,), {"dropuot": 0.1})
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+        model.default_hyperparameters((1e-3,), (24,), {"architecture": "vgg"})
+
+
+def test_augmentation_is_off_by_default_and_only_changes_training_batches():
+    plain = model.build_model(hp_with(8), num_classes=3)
+    assert "augment" not in [layer.name for layer in plain.layers]
+    hp = model.default_hyperparameters((1e-3,), (8,), {"augment": True})
+    cnn = model.build_model(hp, num_classes=3)
+    augment = cnn.get_layer("augment")
+    kinds = [type(layer).__name__ for layer in augment.layers]
+    assert kinds == ["RandomTranslation", "RandomZoom", "RandomBrightness", "RandomContrast"]
+    assert not any("Flip" in kind for kind in kinds)  # covers carry text
+    images = np.random.default_rng(0).normal(size=(4, 150, 100, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(augment(images, training=False)), images)
+    assert not np.allclose(np.asarray(augment(images, training=True)), images)
+    # Inference through the whole model is deterministic.
+    np.testing.assert_array_equal(
+        np.asarray(cnn(images, training=False)), np.asarray(cnn(images, training=False))
+    )
+
+
+def test_gap_head_and_optional_dense_layers():
+    hp = model.default_hyperparameters(
+        (1e-3,), (8,), {"head": "gap", "dense_units_1": 0, "dense_units_2": 0}
+    )
+    cnn = model.build_model(hp, num_classes=6)
+    names = [layer.name for layer in cnn.layers]
+    assert "pool" in names and "flatten" not in names
+    assert not any(name.startswith("dense") for name in names)
+    assert cnn.get_layer("logits").input.shape == (None, 8 + 3 * 16)
+    assert cnn.output_shape == (None, 6)
+
+
+@pytest.mark.parametrize("first_filters", [16, 24])
+def test_resnet_stages_double_filters_and_halve_resolution(first_filters):
+    hp = model.default_hyperparameters(
+        (1e-3,), (first_filters,), {"architecture": "resnet", "head": "gap"}
+    )
+    cnn = model.build_model(hp, num_classes=12)
+    outs = [cnn.get_layer(f"stage{s}_out").output.shape for s in range(1, 5)]
+    assert [o[-1] for o in outs] == [first_filters * 2**s for s in range(4)]
+    assert [o[1:3] for o in outs] == [(75, 50), (38, 25), (19, 13), (10, 7)]
+    assert any(isinstance(layer, keras.layers.Add) for layer in cnn.layers)
+    assert cnn.output_shape == (None, 12)
+
+
+def test_label_smoothing_reaches_the_loss():
+    hp = model.default_hyperparameters((1e-3,), (8,), {"label_smoothing": 0.1})
+    cnn = model.build_model(hp, num_classes=4)
+    assert cnn.loss.get_config()["label_smoothing"] == 0.1
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    hp = model.default_hyperparameters((1e-3,), (8,), {"lr_schedule": "cosine"})
+    schedule = model.learning_rate(hp, steps_per_epoch=10, epochs=20)
+    warmup = configs.WARMUP_EPOCHS * 10
+    assert float(schedule(0)) == pytest.approx(1e-4)
+    assert float(schedule(warmup)) == pytest.approx(1e-3)
+    assert float(schedule(200)) == pytest.approx(0.0, abs=1e-9)
+    # Without the length of training (the Tuner), the rate is constant.
+    assert model.learning_rate(hp) == 1e-3
+
+
+def test_augmented_resnet_keeps_float32_softmax_under_mixed_precision():
+    hp = model.default_hyperparameters(
+        (1e-3,), (8,), {"architecture": "resnet", "head": "gap", "augment": True}
+    )
+    with trainer.dtype_policy("mixed_float16"):
+        cnn = model.build_model(hp, num_classes=4)
+        assert cnn.get_layer("stage1_a_conv").compute_dtype == "float16"
+        out = cnn(np.random.rand(2, 150, 100, 3).astype(np.float32), training=True)
+    assert out.dtype.name == "float32"

@@ -45,3 +45,19 @@ def test_input_fn_batches_raw_tfrecords_through_the_graph(transformed, tmp_path)
     assert images_batch.shape == (5, 150, 100, 3) and images_batch.dtype == tf.float32
     assert labels.shape == (5, 3)
     np.testing.assert_array_equal(tf.reduce_sum(labels, axis=1).numpy(), np.ones(5))
+
+
+def test_class_counts_follow_the_vocabulary_without_decoding_images(transformed, tmp_path):
+    _, output = transformed
+    rows = tiny_model.raw_rows(12) + tiny_model.raw_rows(1)  # one extra of CATEGORIES[0]
+    path = tiny_model.write_tfrecords(os.path.join(tmp_path, "data.gz"), rows)
+    vocabulary = [v.decode() for v in output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)]
+    counts = inputs.class_counts([path], output)
+    assert counts == [5 if name == tiny_model.CATEGORIES[0] else 4 for name in vocabulary]
+
+
+def test_inverse_frequency_weights_balance_the_classes():
+    weights = inputs.inverse_frequency_weights([30, 10, 20, 0])
+    assert weights == {0: 60 / 90, 1: 60 / 30, 2: 60 / 60, 3: 0.0}
+    # Each present class then carries the same total weight.
+    assert {round(weights[i] * n, 9) for i, n in enumerate([30, 10, 20])} == {20.0}

@@ -1,0 +1,88 @@
+"""tuner_fn and the trial table: the grid is exactly the configured product, each trial
+early-stopped, every trial's epochs and curves recorded."""
+
+import csv
+import itertools
+import json
+
+import pytest
+from tfx import v1 as tfx
+
+from components import grid_tuner
+from models import trainer
+from tests import tiny_model
+
+LEARNING_RATES = [1e-3, 5e-4]
+FIRST_FILTERS = [8, 12]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tuner")
+    tiny_model.build_transform_graph(str(root))
+    records = tiny_model.write_tfrecords(str(root / "train.gz"), tiny_model.raw_rows(48))
+    return root, records
+
+
+def fn_args(root, records, **config):
+    return tfx.components.FnArgs(
+        train_files=[records],
+        eval_files=[records],
+        transform_graph_path=str(root / "graph"),
+        working_dir=str(root / "work"),
+        custom_config={
+            "learning_rates": LEARNING_RATES,
+            "first_filters": FIRST_FILTERS,
+            "batch_size": 8,
+            "epochs": 3,
+            "patience": 1,
+            **config,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def searched(data):
+    root, records = data
+    result = trainer.tuner_fn(fn_args(root, records))
+    result.tuner.search(**result.fit_kwargs)
+    return result
+
+
+def test_search_space_is_the_grid(searched):
+    space = {p.name: p.values for p in searched.tuner.oracle.hyperparameters.space if p.values}
+    assert space["learning_rate"] == LEARNING_RATES
+    assert space["first_filters"] == FIRST_FILTERS
+    assert searched.tuner.oracle.max_trials == 4
+    stop = searched.fit_kwargs["callbacks"][0]
+    assert (stop.monitor, stop.patience) == ("val_loss", 1)
+    assert searched.tuner.oracle.objective.name == "val_accuracy"
+
+
+def test_every_grid_point_ran_once_and_its_epochs_are_recorded(searched, tmp_path):
+    rows = grid_tuner.trial_table(searched.tuner)
+    assert sorted((r["learning_rate"], r["first_filters"]) for r in rows) == sorted(
+        itertools.product(LEARNING_RATES, FIRST_FILTERS)
+    )
+    for row in rows:
+        assert row["status"] == "COMPLETED"
+        assert 1 <= row["epochs_run"] <= 3
+        assert 1 <= row["best_epoch"] <= row["epochs_run"]
+        assert {len(v) for v in row["curves"].values()} == {row["epochs_run"]}
+        assert row["score"] == max(row["curves"]["val_accuracy"])
+
+    grid_tuner.write_trial_table(rows, str(tmp_path))
+    with open(tmp_path / grid_tuner.TRIALS_CSV) as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["epochs_run"]) for r in table] == [r["epochs_run"] for r in rows]
+    assert "curves" not in table[0]
+    assert json.loads((tmp_path / grid_tuner.TRIALS_JSON).read_text()) == rows
+
+
+def test_class_weights_option_weighs_classes_in_the_search(data):
+    root, records = data
+    plain = trainer.tuner_fn(fn_args(root, records, model_options={}))
+    assert "class_weight" not in plain.fit_kwargs
+    weighted = trainer.tuner_fn(fn_args(root, records, model_options={"class_weights": True}))
+    # 48 rows over 3 balanced categories: every weight is 1.
+    assert weighted.fit_kwargs["class_weight"] == {0: 1.0, 1: 1.0, 2: 1.0}
