@@ -68,6 +68,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"covers sampled per category (default {configs.PER_CLASS}, at most the "
         "smallest selected category)",
     )
+    p.add_argument(
+        "--balance",
+        action=argparse.BooleanOptionalAction,
+        default=configs.BALANCE_CLASSES,
+        help="sample every category down to the smallest selected one; --no-balance keeps "
+        "up to --per-class books of each (pair it with --model-option class_weights=true)",
+    )
     p.add_argument("--epochs", type=int, default=configs.TRAIN_EPOCHS, help="Trainer epochs")
     p.add_argument(
         "--tuner-epochs",
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     from components import books_csv
     from components.cover_example_gen.settings import IngestSettings
     from components.covers import FetchConfig
-    from pipeline import embedded_data, pipeline, run_summary
+    from pipeline import embedded_data, pipeline, report, run_summary
 
     output_dir = os.path.abspath(args.output_dir)
     if args.books_csv:
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         top_k=categories,
         min_books=args.min_books,
         per_class=args.per_class or configs.PER_CLASS,
+        balance=args.balance,
         cache_dir=os.path.join(output_dir, "cache", "covers"),
         fetch=FetchConfig(connections=args.connections),
     )
@@ -208,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.monotonic()
     tfx.orchestration.LocalDagRunner().run(bookcover)
     summary = run_summary.build_summary(connection, configs.PIPELINE_NAME)
+    summary["report"] = report.write_report(output_dir, summary)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     summary_path = os.path.join(output_dir, "run_summary.json")
     with open(summary_path, "w") as f:
@@ -227,7 +236,10 @@ def print_result(summary: dict, summary_path: str) -> None:
     print(f"  categories:    {', '.join(summary.get('categories', []))}")
     print(f"  test accuracy: {accuracy:.3f}" if accuracy is not None else "  test accuracy: n/a")
     print(f"  blessed:       {summary['blessed']}")
+    for reason in summary.get("blocked_reasons", []):
+        print(f"  blocked:       {reason}")
     print(f"  pushed model:  {summary['pushed_model'] or 'none (not blessed)'}")
+    print(f"  report:        {summary['report']}")
     print(f"  summary:       {summary_path}")
 
 

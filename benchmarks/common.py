@@ -7,8 +7,28 @@ import os
 import platform
 import subprocess
 import sys
+import time
+import urllib.request
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+BOOKCOVERS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bookcovers"
+)
+
+
+def start_bookcovers_server() -> int:
+    """Starts the development set's own `serve` script (port 8765, as its CSV's URLs say);
+    returns its pid for the caller to kill."""
+    pid = subprocess.run(
+        [os.path.join(BOOKCOVERS, "serve")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for _ in range(100):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:8765/README.md", timeout=1).read()
+            return int(pid)
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the bookcovers server did not start")
 
 
 def machine() -> dict:

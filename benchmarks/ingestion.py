@@ -12,36 +12,19 @@ import glob
 import io
 import json
 import os
-import subprocess
 import tempfile
 import time
-import urllib.request
 
 import requests
 from PIL import Image
 
-from benchmarks.common import write_result
+from benchmarks.common import BOOKCOVERS, start_bookcovers_server, write_result
 from components import books_csv
 from pipeline import configs
 
-BOOKCOVERS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "bookcovers")
 COMMAND = "python -m benchmarks.ingestion"
 WORKERS = 2
 CONNECTIONS = configs.CONNECTIONS_PER_WORKER
-
-
-def start_server() -> subprocess.Popen:
-    """The development set's own `serve` script (port 8765, as its CSV's URLs say)."""
-    pid = subprocess.run(
-        [os.path.join(BOOKCOVERS, "serve")], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    for _ in range(100):
-        try:
-            urllib.request.urlopen("http://127.0.0.1:8765/README.md", timeout=1).read()
-            return int(pid)
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the bookcovers server did not start")
 
 
 def seed_loader(urls: list[str], out_dir: str, threads: int) -> int:
@@ -107,7 +90,7 @@ def ours(csv_path: str, out_dir: str) -> int:
 def main() -> dict:
     csv_path = os.path.abspath(os.path.join(BOOKCOVERS, "books_data.csv"))
     urls = [b.image_url for b in books_csv.read_books(csv_path).books]
-    pid = start_server()
+    pid = start_bookcovers_server()
     try:
         with tempfile.TemporaryDirectory(prefix="bookcover-ingest-") as tmp:
             import tfx  # noqa: F401 - imports are not ingestion time

@@ -54,11 +54,17 @@ def build(config: dict):
         ingest_settings=IngestSettings(
             top_k=config.get("categories", configs.NUM_CATEGORIES),
             per_class=config.get("per_class", configs.PER_CLASS),
+            balance=config.get("balance", configs.BALANCE_CLASSES),
             cache_dir=f"{root}/cache/covers",
         ),
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
         train_epochs=config.get("epochs", configs.TRAIN_EPOCHS),
         tuner_epochs=config.get("tuner_epochs", configs.TUNER_EPOCHS),
+        model_options={
+            **configs.MODEL_PRESETS[config.get("model_preset", "default")],
+            **config.get("model_options", {}),
+        },
+        mixed_precision=config.get("mixed_precision", configs.MIXED_PRECISION),
         trainer_backup_dir=f"{root}/trainer_backup",
         beam_pipeline_args=list(config.get("beam_pipeline_args", [])),
         baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -32,6 +32,7 @@ def plot_history(history: dict, path: str) -> None:
                 ax.plot(epochs, values, marker="o", markersize=3, label=label)
         ax.set_title(f"{title} per epoch")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -26,6 +26,10 @@ CATEGORY_VOCABULARY = "category"
 NUM_CATEGORIES = 12
 MIN_BOOKS_PER_CATEGORY = 2200
 PER_CLASS = 2200
+# Balanced: every category sampled down to the smallest selected one (the
+# seed's way). Unbalanced: each keeps up to PER_CLASS books, for training with
+# class weights.
+BALANCE_CLASSES = True
 SAMPLE_SEED = 42
 SPLIT_NAMES = ("train", "eval", "test")
 SPLIT_BUCKETS = (3, 1, 1)  # 60 / 20 / 20

@@ -10,6 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import grid_tuner
 from components.cover_example_gen import analysis
+from pipeline import evaluation
 
 STATE_NAMES = {
     metadata_store_pb2.Execution.COMPLETE: "executed",
@@ -75,19 +76,6 @@ def _custom_int(outputs, node: str, key: str, name: str) -> int | None:
     return artifacts[0].custom_properties[name].int_value
 
 
-def test_metrics(evaluation_uri: str) -> dict:
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(evaluation_uri)
-    metrics = {}
-    for slice_key, by_output in result.slicing_metrics:
-        if slice_key == ():
-            for name, value in by_output[""][""].items():
-                if "doubleValue" in value:
-                    metrics[name] = value["doubleValue"]
-    return metrics
-
-
 def build_summary(connection_config, pipeline_name: str) -> dict:
     store = metadata_store.MetadataStore(connection_config)
     run_id, components, outputs = latest_run_outputs(store, pipeline_name)
@@ -113,11 +101,14 @@ def build_summary(connection_config, pipeline_name: str) -> dict:
         summary["tuner_trials"] = [{k: v for k, v in t.items() if k != "curves"} for t in trials]
 
     evaluation_uri = _first_uri(outputs, "Evaluator", "evaluation")
-    metrics = test_metrics(evaluation_uri) if evaluation_uri else {}
+    metrics = evaluation.overall_metrics(evaluation_uri) if evaluation_uri else {}
     summary["test_accuracy"] = metrics.get("categorical_accuracy")
     summary["test_top_3_accuracy"] = metrics.get("top_3_accuracy")
     summary["test_examples"] = metrics.get("example_count")
     summary["blessed"] = _custom_int(outputs, "Evaluator", "blessing", "blessed") == 1
+    summary["blocked_reasons"] = (
+        evaluation.blocked_reasons(evaluation_uri) if evaluation_uri else []
+    )
     pushed = _custom_int(outputs, "Pusher", "pushed_model", "pushed") == 1
     summary["pushed_model"] = None
     if pushed:

@@ -5,13 +5,15 @@ import glob
 import http.server
 import json
 import os
+import shutil
 import threading
 
 import pytest
 import tensorflow as tf
 
 import local_runner
-from pipeline import embedded_data
+from pipeline import embedded_data, evaluation, report
+from tests import browser
 
 COMPONENTS = {
     "CoverExampleGen",
@@ -72,11 +74,15 @@ def runs(covers_over_http, tmp_path_factory):
     ]
     first = local_runner.main(argv)
     second = local_runner.main(argv)
-    return out, first, second
+    report_files = sorted(os.listdir(out / "report")) + sorted(os.listdir(out / "report/gallery"))
+    # No model can reach a floor above 1.0: the Evaluator must block it.
+    floor = argv.index("--accuracy-floor") + 1
+    blocked = local_runner.main([*argv[:floor], "1.01", *argv[floor + 1 :]])
+    return out, first, second, blocked, report_files
 
 
 def test_every_component_executed_once(runs):
-    _, first, _ = runs
+    _, first, *_ = runs
     executed = {name for name, c in first["components"].items() if c["status"] == "executed"}
     assert COMPONENTS <= executed
     for name in COMPONENTS:
@@ -84,20 +90,20 @@ def test_every_component_executed_once(runs):
 
 
 def test_rerun_executes_nothing_new(runs):
-    _, _, second = runs
+    _, _, second, *_ = runs
     statuses = {name: c["status"] for name, c in second["components"].items()}
     assert {statuses[name] for name in COMPONENTS} == {"cached"}, statuses
 
 
 def test_schema_and_statistics_exist(runs):
-    out, _, _ = runs
+    out, *_ = runs
     assert glob.glob(str(out / "pipeline/SchemaGen/schema/*/schema.pbtxt"))
     for split in ("train", "eval", "test"):
         assert glob.glob(str(out / f"pipeline/StatisticsGen/statistics/*/Split-{split}/*.pb"))
 
 
 def test_run_summary_holds_the_promised_fields(runs):
-    out, first, _ = runs
+    out, first, *_ = runs
     with open(out / "run_summary.json") as f:
         summary = json.load(f)
     assert len(summary["categories"]) == 4
@@ -111,12 +117,11 @@ def test_run_summary_holds_the_promised_fields(runs):
     assert sorted(t["first_filters"] for t in trials) == [8, 16]
     assert all(t["epochs_run"] == 1 and t["status"] == "COMPLETED" for t in trials)
     assert 0.0 <= summary["test_accuracy"] <= 1.0
-    assert summary["blessed"] is True
-    assert summary["pushed_model"] and summary["pushed_model"] == first["pushed_model"]
+    assert first["blessed"] is True and first["pushed_model"]
 
 
 def test_failures_are_listed_beside_the_examples(runs):
-    out, _, _ = runs
+    out, *_ = runs
     (failures,) = glob.glob(str(out / "pipeline/CoverExampleGen/examples/*/failures.csv"))
     with open(failures) as f:
         lines = f.read().splitlines()
@@ -125,7 +130,7 @@ def test_failures_are_listed_beside_the_examples(runs):
 
 
 def test_pushed_model_classifies_raw_jpeg_bytes(runs, covers_over_http):
-    _, first, _ = runs
+    _, first, *_ = runs
     pushed = first["pushed_model"]
     assert os.path.basename(pushed).isdigit()  # TF Serving's <base>/<version>/ layout
     assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
@@ -137,3 +142,72 @@ def test_pushed_model_classifies_raw_jpeg_bytes(runs, covers_over_http):
     assert probabilities.shape == (1, 4)
     assert abs(probabilities.sum() - 1.0) < 1e-4
     assert result["category"].numpy()[0].decode() in first["categories"]
+
+
+def test_a_model_below_the_floor_is_blocked_and_the_previous_push_stays(runs):
+    out, first, _, blocked, _ = runs
+    statuses = {name: c["status"] for name, c in blocked["components"].items()}
+    assert statuses["Trainer"] == "cached" and statuses["Evaluator"] == "executed"
+    assert blocked["blessed"] is False
+    assert blocked["pushed_model"] is None
+    assert any(
+        r.startswith("categorical_accuracy = ") and ">= 1.01" in r
+        for r in blocked["blocked_reasons"]
+    ), blocked["blocked_reasons"]
+    assert first["blocked_reasons"] == []
+    # The model pushed by the first run is still what a server would load.
+    assert os.path.exists(os.path.join(first["pushed_model"], "saved_model.pb"))
+    assert os.listdir(out / "serving_model") == [os.path.basename(first["pushed_model"])]
+
+
+def test_every_report_file_is_written(runs):
+    out, first, _, blocked, report_files = runs
+    expected = {
+        "index.html",
+        "category_cumulative_share.png",
+        "training_curves.png",
+        report.CONFUSION_PNG,
+        report.PER_CLASS_PNG,
+        report.TRIALS_PNG,
+        report.GALLERY_DIR,
+    }
+    assert expected <= set(report_files)
+    assert any(f.startswith("right_") or f.startswith("wrong_") for f in report_files)
+    assert first["report"] == blocked["report"] == str(out / "report" / "index.html")
+    with open(out / "run_summary.json") as f:
+        assert json.load(f)["report"] == blocked["report"]
+
+
+def test_confusion_matrix_counts_add_up_to_the_test_split(runs):
+    out, first, *_ = runs
+    test_size = sum(first["examples"]["test"].values())
+    evaluations = glob.glob(str(out / "pipeline/Evaluator/evaluation/*"))
+    assert len(evaluations) == 2  # the blessed run's and the blocked run's, same model
+    for evaluation_uri in evaluations:
+        matrix = evaluation.confusion_matrix(evaluation_uri, len(first["categories"]))
+        assert matrix.sum() == test_size == first["test_examples"]
+        assert matrix.trace() / test_size == pytest.approx(first["test_accuracy"])
+
+
+def test_report_tool_regenerates_from_an_existing_output(runs):
+    out, *_ = runs
+    shutil.rmtree(out / "report")
+    report.main(["--output-dir", str(out)])
+    text = (out / "report" / "index.html").read_text()
+    assert "NOT blessed" in text and "categorical_accuracy" in text  # the latest run: blocked
+    for section in ("categories", "data", "grid-search", "training", "evaluation", "gallery"):
+        assert f"id='{section}'" in text
+    with pytest.raises(SystemExit, match="no metadata.sqlite"):
+        report.main(["--output-dir", str(out / "nowhere")])
+
+
+def test_report_opens_in_a_real_browser(runs, tmp_path):
+    out, _, _, blocked, _ = runs
+    if not browser.chromium():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    page = browser.render(blocked["report"], str(tmp_path))
+    assert page["images"] >= 7 and page["broken"] == [], page["broken"]
+    accuracy = f"{blocked['test_accuracy']:.1%}"
+    assert f"Test accuracy\t{accuracy}" in page["text"], page["text"][:500]

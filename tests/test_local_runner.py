@@ -44,8 +44,10 @@ def test_every_documented_flag_parses():
             "o",
             "--direct-num-workers",
             "1",
+            "--no-balance",
         ]
     )
+    assert args.balance is False
     assert (args.categories, args.min_books, args.per_class) == (5, 30, 9)
     assert args.learning_rates == [1e-3, 5e-4] and args.first_filters == [16]
 

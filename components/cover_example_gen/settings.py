@@ -13,7 +13,7 @@ class IngestSettings:
     top_k: int | None = configs.NUM_CATEGORIES
     min_books: int | None = None
     per_class: int | None = configs.PER_CLASS
-    balance: bool = True
+    balance: bool = configs.BALANCE_CLASSES
     seed: int = configs.SAMPLE_SEED
     max_failure_share: float = configs.MAX_FAILURE_SHARE
     cache_dir: str = ""

@@ -1,0 +1,162 @@
+"""Quality benchmark: test accuracy of the real pipeline on real covers, beside the seed method.
+
+Serves ../shared/bookcovers with its `serve` script, runs `local_runner.py` on the
+12 largest categories with the project's default configuration, and reads top-1
+and top-3 accuracy on the test split from the Evaluator. In the same run, the
+seed's method (its CNN and optimiser, in-memory NumPy arrays scaled to [0, 1],
+early stopping on validation loss with patience 4, no augmentation) trains on
+the identical train and eval splits that CoverExampleGen wrote and is scored on
+the identical test split. Extra arguments go to local_runner.py, for trying a
+configuration: `python -m benchmarks.quality --model-option head=gap`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks.common import BOOKCOVERS, start_bookcovers_server, write_result
+from pipeline import configs
+
+COMMAND = "python -m benchmarks.quality"
+CATEGORIES = 12
+SEED_LEARNING_RATE = 5e-4
+SEED_FIRST_FILTERS = 32
+SEED_PATIENCE = 4
+SEED_MAX_EPOCHS = 40
+SEED_BATCH_SIZE = 128
+
+
+def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, list[str]]:
+    """(uint8 covers [n, 150, 100, 3], category names) of one split of CoverExampleGen's output."""
+    import tensorflow as tf
+    from PIL import Image
+
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    images, categories = [], []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        jpeg = feature[configs.IMAGE_KEY].bytes_list.value[0]
+        images.append(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
+        categories.append(feature[configs.CATEGORY_KEY].bytes_list.value[0].decode())
+    return np.stack(images), categories
+
+
+def seed_method(examples_uri: str) -> dict:
+    """Trains and tests the seed's CNN the seed's way on the pipeline's own splits."""
+    import keras
+
+    from models import model
+
+    splits = {s: read_split(examples_uri, s) for s in configs.SPLIT_NAMES}
+    names = sorted(set(splits["train"][1]))
+    index = {n: i for i, n in enumerate(names)}
+
+    def arrays(split: str):
+        images, categories = splits[split]
+        labels = np.eye(len(names), dtype=np.float32)[[index[c] for c in categories]]
+        return images.astype(np.float32) / 255.0, labels
+
+    (x_train, y_train), (x_eval, y_eval), (x_test, y_test) = map(arrays, configs.SPLIT_NAMES)
+    keras.utils.set_random_seed(configs.SAMPLE_SEED)
+    hp = model.default_hyperparameters(
+        (SEED_LEARNING_RATE,), (SEED_FIRST_FILTERS,), configs.SEED_MODEL_OPTIONS
+    )
+    cnn = model.build_model(hp, len(names))
+    started = time.monotonic()
+    history = cnn.fit(
+        x_train,
+        y_train,
+        validation_data=(x_eval, y_eval),
+        epochs=SEED_MAX_EPOCHS,
+        batch_size=SEED_BATCH_SIZE,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=SEED_PATIENCE, restore_best_weights=True
+            )
+        ],
+        verbose=2,
+    )
+    scores = cnn.evaluate(x_test, y_test, verbose=0, return_dict=True)
+    return {
+        "top_1": round(float(scores["accuracy"]), 4),
+        "top_3": round(float(scores["top_3_accuracy"]), 4),
+        "epochs": len(history.history["loss"]),
+        "train_seconds": round(time.monotonic() - started, 1),
+        "examples": {s: len(splits[s][1]) for s in configs.SPLIT_NAMES},
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", help="keep the pipeline output here (default: a temp dir)")
+    parser.add_argument("--skip-baseline", action="store_true", help="only our pipeline")
+    args, runner_args = parser.parse_known_args(argv)
+
+    import local_runner
+    from pipeline import evaluation, report
+
+    csv_path = os.path.abspath(os.path.join(BOOKCOVERS, "books_data.csv"))
+    out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
+    argv_runner = [
+        "--books-csv",
+        csv_path,
+        "--categories",
+        str(CATEGORIES),
+        "--output-dir",
+        out,
+        *runner_args,
+    ]
+    pid = start_bookcovers_server()
+    started = time.monotonic()
+    try:
+        summary = local_runner.main(argv_runner)
+    finally:
+        os.kill(pid, 15)
+    pipeline_s = time.monotonic() - started
+
+    (examples_uri,) = glob.glob(os.path.join(out, "pipeline", "CoverExampleGen", "examples", "*"))
+    (evaluation_uri,) = glob.glob(os.path.join(out, "pipeline", "Evaluator", "evaluation", "*"))
+    (graph_uri,) = glob.glob(os.path.join(out, "pipeline", "Transform", "transform_graph", "*"))
+    class_names = report.category_names(graph_uri)
+    matrix = evaluation.confusion_matrix(evaluation_uri, len(class_names))
+    baseline = None if args.skip_baseline else seed_method(examples_uri)
+    total_s = time.monotonic() - started
+    if not args.output_dir:
+        shutil.rmtree(out, ignore_errors=True)
+
+    ours = summary["test_accuracy"]
+    return write_result(
+        "quality",
+        ours=round(ours, 4),
+        baseline=baseline and baseline["top_1"],
+        ratio=baseline and round(ours / baseline["top_1"], 2),
+        unit="top-1 test accuracy",
+        command=" ".join([COMMAND, *(argv if argv is not None else [])]),
+        ours_top_3=round(summary["test_top_3_accuracy"], 4),
+        baseline_top_3=baseline and baseline["top_3"],
+        chance=round(1 / len(class_names), 4),
+        categories=class_names,
+        examples={s: sum(c.values()) for s, c in summary["examples"].items()},
+        per_class=evaluation.per_class(matrix, class_names),
+        confusion_matrix=matrix.tolist(),
+        runner_args=argv_runner[6:],
+        model_options=summary.get("best_hyperparameters"),
+        tuner_trials=summary.get("tuner_trials"),
+        blessed=summary["blessed"],
+        baseline_detail=baseline,
+        pipeline_seconds=round(pipeline_s, 1),
+        total_seconds=round(total_s, 1),
+        components={k: v["wall_time_s"] for k, v in summary["components"].items()},
+    )
+
+
+if __name__ == "__main__":
+    main()
