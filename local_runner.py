@@ -33,6 +33,12 @@ def model_option(text: str) -> tuple[str, object]:
     return name, parsed
 
 
+def grid_from(args: argparse.Namespace) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """(learning rates, first filters): the flags', else the preset's grid."""
+    learning_rates, first_filters = configs.GRIDS[args.model_preset]
+    return tuple(args.learning_rates or learning_rates), tuple(args.first_filters or first_filters)
+
+
 def model_options_from(args: argparse.Namespace) -> dict:
     """The preset's options with the --model-option overrides applied."""
     return {**configs.MODEL_PRESETS[args.model_preset], **dict(args.model_option)}
@@ -86,15 +92,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--learning-rates",
         type=float,
         nargs="+",
-        default=list(configs.LEARNING_RATES),
-        help="grid: learning rates",
+        default=None,
+        help="grid: learning rates (default: the preset's, "
+        f"{' '.join(map(str, configs.LEARNING_RATES))} for 'default')",
     )
     p.add_argument(
         "--first-filters",
         type=int,
         nargs="+",
-        default=list(configs.FIRST_FILTERS),
-        help="grid: filters of the first convolution",
+        default=None,
+        help="grid: filters of the first convolution (default: the preset's, "
+        f"{' '.join(map(str, configs.FIRST_FILTERS))} for 'default')",
     )
     p.add_argument(
         "--batch-size",
@@ -188,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
         cache_dir=os.path.join(output_dir, "cache", "covers"),
         fetch=FetchConfig(connections=args.connections),
     )
+    learning_rates, first_filters = grid_from(args)
     metadata_path = os.path.join(output_dir, "metadata.sqlite")
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
     bookcover = pipeline.create_pipeline(
@@ -197,8 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
         csv_name=os.path.basename(csv_path),
         ingest_settings=settings,
         serving_model_dir=os.path.join(output_dir, "serving_model"),
-        learning_rates=tuple(args.learning_rates),
-        first_filters=tuple(args.first_filters),
+        learning_rates=learning_rates,
+        first_filters=first_filters,
         tuner_epochs=args.tuner_epochs,
         train_epochs=args.epochs,
         batch_size=batch_size,

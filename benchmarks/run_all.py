@@ -9,6 +9,7 @@ BENCHMARKS = (
     "benchmarks.ingestion",
     "benchmarks.training",
     "benchmarks.serving",
+    "benchmarks.quality",
 )
 
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from benchmarks.common import write_result
 from models import export, model
-from pipeline import embedded_data
+from pipeline import configs, embedded_data
 from tests import tiny_model
 
 COMMAND = "python -m benchmarks.serving"
@@ -51,7 +51,9 @@ def main() -> dict:
     covers = jpeg_covers(BATCH)
     with tempfile.TemporaryDirectory(prefix="bookcover-serving-") as tmp:
         _, output = tiny_model.build_transform_graph(tmp)
-        cnn = model.build_model(model.default_hyperparameters((1e-3,), (32,)), num_classes=3)
+        cnn = model.build_model(
+            model.default_hyperparameters((1e-3,), (32,), configs.SEED_MODEL_OPTIONS), num_classes=3
+        )
         export_dir = f"{tmp}/serving_model/1"
         export.export_model(cnn, output, export_dir)
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]

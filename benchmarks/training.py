@@ -71,7 +71,7 @@ def main() -> dict:
         for shard in range(4):  # the ExampleGen writes several shards
             path = os.path.join(tmp, f"train-{shard}.gz")
             files.append(tiny_model.write_tfrecords(path, rows[shard::4]))
-        hp = model.default_hyperparameters((1e-3,), (32,))
+        hp = model.default_hyperparameters((1e-3,), (32,), configs.SEED_MODEL_OPTIONS)
 
         dataset = inputs.input_fn(files, output, configs.BATCH_SIZE, shuffle=True)
         ours_model = model.build_model(hp, num_classes=3)

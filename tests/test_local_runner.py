@@ -9,8 +9,9 @@ from pipeline import configs
 def test_defaults_are_the_configured_ones():
     args = local_runner.parse_args([])
     assert args.books_csv is None
-    assert args.learning_rates == list(configs.LEARNING_RATES)
-    assert args.first_filters == list(configs.FIRST_FILTERS)
+    assert local_runner.grid_from(args) == (configs.LEARNING_RATES, configs.FIRST_FILTERS)
+    seed = local_runner.parse_args(["--model-preset", "seed", "--first-filters", "8"])
+    assert local_runner.grid_from(seed) == (configs.SEED_LEARNING_RATES, (8,))
     assert args.direct_num_workers == configs.DIRECT_NUM_WORKERS
 
 

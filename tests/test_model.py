@@ -9,7 +9,8 @@ from pipeline import configs
 
 
 def hp_with(first_filters: int):
-    return model.default_hyperparameters(learning_rates=(1e-3,), first_filters=(first_filters,))
+    """The seed's CNN."""
+    return model.default_hyperparameters((1e-3,), (first_filters,), configs.SEED_MODEL_OPTIONS)
 
 
 @pytest.mark.parametrize("first_filters", [24, 32, 40])
@@ -53,8 +54,9 @@ def test_grid_is_the_configured_product():
 def test_seed_preset_is_the_default_options_unless_overridden():
     hp = model.default_hyperparameters((1e-3,), (24,), configs.SEED_MODEL_OPTIONS)
     assert {k: hp.get(k) for k in configs.SEED_MODEL_OPTIONS} == configs.SEED_MODEL_OPTIONS
-    hp = model.default_hyperparameters((1e-3,), (24,), {"head": "gap"})
-    assert hp.get("head") == "gap" and hp.get("dropout") == configs.MODEL_OPTIONS["dropout"]
+    hp = model.default_hyperparameters((1e-3,), (24,), {"head": "flatten"})
+    assert hp.get("head") == "flatten" and hp.get("dropout") == configs.MODEL_OPTIONS["dropout"]
+    assert hp.get("architecture") == configs.MODEL_OPTIONS["architecture"]
 
 
 def test_unknown_option_or_architecture_is_refused():
@@ -67,7 +69,9 @@ def test_unknown_option_or_architecture_is_refused():
 def test_augmentation_is_off_by_default_and_only_changes_training_batches():
     plain = model.build_model(hp_with(8), num_classes=3)
     assert "augment" not in [layer.name for layer in plain.layers]
-    hp = model.default_hyperparameters((1e-3,), (8,), {"augment": True})
+    hp = model.default_hyperparameters(
+        (1e-3,), (8,), {**configs.SEED_MODEL_OPTIONS, "augment": True}
+    )
     cnn = model.build_model(hp, num_classes=3)
     augment = cnn.get_layer("augment")
     kinds = [type(layer).__name__ for layer in augment.layers]
@@ -83,9 +87,8 @@ def test_augmentation_is_off_by_default_and_only_changes_training_batches():
 
 
 def test_gap_head_and_optional_dense_layers():
-    hp = model.default_hyperparameters(
-        (1e-3,), (8,), {"head": "gap", "dense_units_1": 0, "dense_units_2": 0}
-    )
+    options = {**configs.SEED_MODEL_OPTIONS, "head": "gap", "dense_units_1": 0, "dense_units_2": 0}
+    hp = model.default_hyperparameters((1e-3,), (8,), options)
     cnn = model.build_model(hp, num_classes=6)
     names = [layer.name for layer in cnn.layers]
     assert "pool" in names and "flatten" not in names
