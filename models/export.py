@@ -18,6 +18,9 @@ class CoverClassifier(tf.Module):
     def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
         super().__init__()
         self.model = model
+        # Every Keras variable, the augmentation layers' seed states included: a
+        # served function that captures one the module cannot reach fails to save.
+        self.model_variables = list(model.variables)
         self.tft_layer = tf_transform_output.transform_features_layer()
         names = tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
         self.class_names = tf.Variable(
@@ -27,6 +30,8 @@ class CoverClassifier(tf.Module):
         )
         self.num_classes = len(names)
         self.image_spec = raw_feature_spec(tf_transform_output, (configs.IMAGE_KEY,))
+        # The transformed feature the model takes: its input layer's name.
+        self.model_input_key = model.inputs[0].name
         self.category_spec = raw_feature_spec(tf_transform_output, (configs.CATEGORY_KEY,))
 
     def _classify(self, encoded_images: tf.Tensor) -> dict:
@@ -35,7 +40,7 @@ class CoverClassifier(tf.Module):
             raw = {configs.IMAGE_KEY: tf.reshape(encoded_images, shape)}
             features = self.tft_layer(raw)
             probabilities = tf.cast(
-                self.model(features[configs.IMAGE_KEY], training=False), tf.float32
+                self.model(features[self.model_input_key], training=False), tf.float32
             )
             k = min(TOP_K, self.num_classes)
             top = tf.math.top_k(probabilities, k=k)

@@ -20,6 +20,7 @@ def input_fn(
     batch_size: int,
     shuffle: bool,
     seed: int = configs.SAMPLE_SEED,
+    image_key: str = configs.IMAGE_KEY,
 ) -> tf.data.Dataset:
     """(normalised image batch, one-hot label batch), one pass over the files.
 
@@ -41,7 +42,7 @@ def input_fn(
 
     def to_model_inputs(serialized: tf.Tensor):
         transformed = tft_layer(tf.io.parse_example(serialized, spec))
-        return transformed[configs.IMAGE_KEY], transformed[configs.LABEL_KEY]
+        return transformed[image_key], transformed[configs.LABEL_KEY]
 
     dataset = dataset.batch(batch_size).map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

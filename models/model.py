@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import keras
 import keras_tuner
 
@@ -39,20 +42,20 @@ def default_hyperparameters(
 def augmentation(hp: keras_tuner.HyperParameters) -> keras.Sequential:
     """Small shifts, zoom, brightness and contrast; no flips (covers carry text).
 
-    Inputs are standardised images, so brightness moves pixel values by a
-    fraction of the standardised range. Active only in training.
+    Brightness moves pixel values by a fraction of the input's range: the
+    standardised range, or [0, 1] for a pretrained backbone's input. Active only
+    in training.
     """
     shift, zoom = hp.get("augment_shift"), hp.get("augment_zoom")
+    value_range = (
+        (0.0, 1.0) if input_key(hp) == configs.IMAGE_UNIT_KEY else configs.STANDARDISED_RANGE
+    )
     return keras.Sequential(
         [
             keras.layers.RandomTranslation(shift, shift, fill_mode="nearest"),
             keras.layers.RandomZoom((-zoom, zoom), fill_mode="nearest"),
-            keras.layers.RandomBrightness(
-                hp.get("augment_brightness"), value_range=configs.STANDARDISED_RANGE
-            ),
-            keras.layers.RandomContrast(
-                hp.get("augment_contrast"), value_range=configs.STANDARDISED_RANGE
-            ),
+            keras.layers.RandomBrightness(hp.get("augment_brightness"), value_range=value_range),
+            keras.layers.RandomContrast(hp.get("augment_contrast"), value_range=value_range),
         ],
         name="augment",
     )
@@ -110,7 +113,63 @@ def _resnet_features(x, hp: keras_tuner.HyperParameters, regulariser):
     return x
 
 
-ARCHITECTURES = {"seed_cnn": _seed_cnn_features, "resnet": _resnet_features}
+class BackboneWeightsError(RuntimeError):
+    """The pretrained weights asked for cannot be had; training from random weights under a
+    pretrained name would be a silent lie, so the run stops."""
+
+
+def load_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) -> keras.Model:
+    """A keras.applications backbone without its classifier, with the weights asked for:
+    "imagenet", a path to a weights file, or "random" (explicitly from scratch)."""
+    if name not in configs.BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(configs.BACKBONES)}")
+    if weights == "random":
+        logging.warning("backbone %s starts from random weights, as asked: no pretraining", name)
+        source = None
+    elif weights == "imagenet":
+        source = "imagenet"
+    else:
+        if not os.path.isfile(weights):
+            raise BackboneWeightsError(
+                f"backbone_weights={weights!r}: no such file; give the path of a {name} "
+                "weights file (include_top=False), 'imagenet', or 'random'"
+            )
+        source = weights
+    try:
+        return getattr(keras.applications, name)(
+            include_top=False, weights=source, input_shape=input_shape
+        )
+    except Exception as error:  # noqa: BLE001 - any failure to get weights must stop the run
+        if source is None:
+            raise
+        raise BackboneWeightsError(
+            f"could not load {weights} weights for backbone {name}: {error}. Without network "
+            f"access, download the {name} no-top ImageNet weights elsewhere and pass "
+            "--model-option backbone_weights=/path/to/file (or put them in ~/.keras/models); "
+            "--model-option backbone_weights=random trains the backbone from scratch"
+        ) from error
+
+
+def _pretrained_features(x, hp: keras_tuner.HyperParameters, regulariser):
+    """A keras.applications backbone on the [0, 1] cover, after its own preprocessing."""
+    name = hp.get("backbone")
+    backbone = load_backbone(name, hp.get("backbone_weights"), tuple(x.shape[1:]))
+    preprocess = getattr(keras.applications, configs.BACKBONES[name]).preprocess_input
+    x = keras.layers.Lambda(lambda t: preprocess(t * 255.0), name="backbone_preprocess")(x)
+    return backbone(x)
+
+
+ARCHITECTURES = {
+    "seed_cnn": _seed_cnn_features,
+    "resnet": _resnet_features,
+    "pretrained": _pretrained_features,
+}
+
+
+def input_key(hp: keras_tuner.HyperParameters) -> str:
+    """The transformed feature the model reads: standardised covers, or [0, 1] covers for an
+    ImageNet backbone (it brings its own normalisation)."""
+    return configs.IMAGE_UNIT_KEY if hp.get("architecture") == "pretrained" else configs.IMAGE_KEY
 
 
 def learning_rate(
@@ -141,7 +200,7 @@ def build_model(
     regulariser = keras.regularizers.L2(hp.get("l2"))
     inputs = keras.Input(
         shape=(configs.IMAGE_HEIGHT, configs.IMAGE_WIDTH, configs.IMAGE_CHANNELS),
-        name=configs.IMAGE_KEY,
+        name=input_key(hp),
     )
     x = augmentation(hp)(inputs) if hp.get("augment") else inputs
     x = ARCHITECTURES[hp.get("architecture")](x, hp, regulariser)

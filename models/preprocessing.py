@@ -51,7 +51,8 @@ def one_hot_labels(categories: tf.Tensor, num_classes: int) -> tf.Tensor:
 
 # TFX Transform calls this.
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
-    outputs = {configs.IMAGE_KEY: normalise(decode_covers(inputs[configs.IMAGE_KEY]))}
+    images = decode_covers(inputs[configs.IMAGE_KEY])
+    outputs = {configs.IMAGE_KEY: normalise(images), configs.IMAGE_UNIT_KEY: images}
     if configs.CATEGORY_KEY in inputs:  # absent when serving
         outputs[configs.LABEL_KEY] = one_hot_labels(
             inputs[configs.CATEGORY_KEY], int(custom_config["num_classes"])

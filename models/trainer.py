@@ -31,9 +31,14 @@ def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
     return vocabulary
 
 
-def _datasets(fn_args, tf_transform_output, batch_size: int):
-    train = inputs.input_fn(fn_args.train_files, tf_transform_output, batch_size, shuffle=True)
-    evaluation = inputs.input_fn(fn_args.eval_files, tf_transform_output, batch_size, shuffle=False)
+def _datasets(fn_args, tf_transform_output, batch_size: int, hp: keras_tuner.HyperParameters):
+    key = model.input_key(hp)
+    train = inputs.input_fn(
+        fn_args.train_files, tf_transform_output, batch_size, shuffle=True, image_key=key
+    )
+    evaluation = inputs.input_fn(
+        fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, image_key=key
+    )
     return train, evaluation
 
 
@@ -56,7 +61,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         seed=configs.SAMPLE_SEED,
     )
     train, evaluation = _datasets(
-        fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE)
+        fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE), hp
     )
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.get("patience", configs.TUNER_PATIENCE)
@@ -138,7 +143,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         "training on %d replica(s), global batch %d, policy %s", replicas, batch_size, policy
     )
 
-    train, evaluation = _datasets(fn_args, tf_transform_output, batch_size)
+    train, evaluation = _datasets(fn_args, tf_transform_output, batch_size, hp)
     counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
     steps_per_epoch = max(1, -(-sum(counts) // batch_size))
     epochs = config.get("epochs", configs.TRAIN_EPOCHS)

@@ -20,6 +20,9 @@ CONTENT_HASH_KEY = "content_hash"
 
 # --- Transformed features (written by Transform) ------------------------
 LABEL_KEY = "label"
+# The decoded, resized cover in [0, 1] before standardisation: the input of
+# ImageNet backbones, which bring their own normalisation.
+IMAGE_UNIT_KEY = "image_unit"
 CATEGORY_VOCABULARY = "category"
 
 # --- Category selection and sampling -------------------------------------
@@ -65,7 +68,7 @@ FIRST_FILTERS = (16, 24)
 # MODEL_OPTIONS is the default (`--model-preset` picks one, `--model-option`
 # overrides single values).
 SEED_MODEL_OPTIONS = {
-    "architecture": "seed_cnn",  # or "resnet" (models/model.py ARCHITECTURES)
+    "architecture": "seed_cnn",  # or "resnet", "pretrained" (models/model.py ARCHITECTURES)
     "filter_step": 16,
     "kernel_size": 3,
     "head": "flatten",  # or "gap": global average pooling
@@ -81,6 +84,11 @@ SEED_MODEL_OPTIONS = {
     "label_smoothing": 0.0,
     "lr_schedule": "constant",  # or "plateau" (drop on a val-loss plateau) or "cosine"
     "class_weights": False,  # weigh classes by inverse training frequency
+    # architecture "pretrained": a keras.applications backbone (BACKBONES) and
+    # its weights: "imagenet" (Keras' download or its cache in ~/.keras/models),
+    # a path to a weights file, or "random" to train it from scratch, explicitly.
+    "backbone": "EfficientNetB0",
+    "backbone_weights": "imagenet",
 }
 # The best configuration measured on real covers (benchmarks/quality.py,
 # benchmarks/README.md): what each change gave is written down there.
@@ -101,6 +109,13 @@ MODEL_PRESETS = {"default": MODEL_OPTIONS, "seed": SEED_MODEL_OPTIONS}
 GRIDS = {
     "default": (LEARNING_RATES, FIRST_FILTERS),
     "seed": (SEED_LEARNING_RATES, SEED_FIRST_FILTERS),
+}
+# keras.applications backbones and the module whose preprocess_input they need.
+BACKBONES = {
+    "EfficientNetB0": "efficientnet",
+    "EfficientNetV2B0": "efficientnet_v2",
+    "MobileNetV2": "mobilenet_v2",
+    "ResNet50": "resnet50",
 }
 BATCH_SIZE = 128
 # Standardised covers lie well inside this range; augmentation clips to it.

@@ -136,3 +136,40 @@ def test_augmented_resnet_keeps_float32_softmax_under_mixed_precision():
         assert cnn.get_layer("stage1_a_conv").compute_dtype == "float16"
         out = cnn(np.random.rand(2, 150, 100, 3).astype(np.float32), training=True)
     assert out.dtype.name == "float32"
+
+
+def test_pretrained_backbone_reads_unit_covers_and_trains(tmp_path):
+    # No ImageNet weights are reachable here: the wiring is tested from random weights,
+    # which must be asked for by name.
+    options = {
+        "architecture": "pretrained",
+        "backbone": "MobileNetV2",
+        "backbone_weights": "random",
+    }
+    hp = model.default_hyperparameters((1e-3,), (8,), options)
+    assert model.input_key(hp) == configs.IMAGE_UNIT_KEY
+    cnn = model.build_model(hp, num_classes=3)
+    assert cnn.inputs[0].name == configs.IMAGE_UNIT_KEY
+    assert "mobilenetv2" in [layer.name.split("_1.00")[0] for layer in cnn.layers]
+    images = np.random.default_rng(0).random((4, 150, 100, 3)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    history = cnn.fit(images, labels, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_pretrained_backbone_loads_a_weights_file_given_by_path(tmp_path):
+    source = keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(150, 100, 3)
+    )
+    path = str(tmp_path / "mobilenet_v2_notop.weights.h5")
+    source.save_weights(path)
+    loaded = model.load_backbone("MobileNetV2", path, (150, 100, 3))
+    for a, b in zip(source.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_missing_pretrained_weights_stop_the_run_with_the_reason():
+    with pytest.raises(model.BackboneWeightsError, match="no such file.*'imagenet', or 'random'"):
+        model.load_backbone("MobileNetV2", "/nowhere/weights.h5", (150, 100, 3))
+    with pytest.raises(ValueError, match="unknown backbone 'AlexNet'"):
+        model.load_backbone("AlexNet", "random", (150, 100, 3))
