@@ -47,8 +47,7 @@ def write_report(output_dir: str, summary: dict | None = None) -> str:
     )
 
     def uri(node: str, key: str) -> str | None:
-        artifacts = outputs.get((node, key))
-        return artifacts[0].uri if artifacts else None
+        return run_summary.first_uri(outputs, node, key)
 
     report_dir = os.path.join(output_dir, REPORT_DIR)
     shutil.rmtree(report_dir, ignore_errors=True)
@@ -215,11 +214,9 @@ def _anomalies(anomalies_uri: str | None) -> str:
 
 
 def _grid_search_section(results_uri: str | None, report_dir: str) -> str:
-    path = os.path.join(results_uri or "", grid_tuner.TRIALS_JSON)
-    if not results_uri or not os.path.exists(path):
+    trials = _read_json(results_uri, grid_tuner.TRIALS_JSON)
+    if trials is None:
         return _missing("Grid search", "no Tuner trial table")
-    with open(path) as f:
-        trials = json.load(f)
     plots.plot_trials(trials, os.path.join(report_dir, TRIALS_PNG))
     best = max((t for t in trials if t["score"] is not None), key=lambda t: t["score"])
     rows = "".join(
@@ -238,11 +235,9 @@ def _grid_search_section(results_uri: str | None, report_dir: str) -> str:
 
 
 def _training_section(model_run_uri: str | None, report_dir: str) -> str:
-    path = os.path.join(model_run_uri or "", training_reports.HISTORY_FILE)
-    if not model_run_uri or not os.path.exists(path):
+    history = _read_json(model_run_uri, training_reports.HISTORY_FILE)
+    if history is None:
         return _missing("Training", "no Trainer history")
-    with open(path) as f:
-        history = json.load(f)
     curves = _copy(os.path.join(model_run_uri, training_reports.CURVES_FILE), report_dir)
     best = int(np.argmax(history["val_accuracy"])) if history.get("val_accuracy") else None
     text = (
@@ -368,6 +363,15 @@ def _pct(value) -> str:
 
 def _int(value) -> str:
     return "n/a" if value is None else f"{int(value):,}"
+
+
+def _read_json(directory: str | None, name: str):
+    """The JSON file `name` in an artifact directory; None when either is missing."""
+    path = os.path.join(directory or "", name)
+    if not directory or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def _copy(path: str, report_dir: str) -> str | None:

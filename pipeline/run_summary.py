@@ -64,7 +64,7 @@ def _node_id(store, execution_id: int, pipeline_name: str) -> str:
     return str(execution_id)
 
 
-def _first_uri(outputs, node: str, key: str) -> str | None:
+def first_uri(outputs, node: str, key: str) -> str | None:
     artifacts = outputs.get((node, key))
     return artifacts[0].uri if artifacts else None
 
@@ -81,7 +81,7 @@ def build_summary(connection_config, pipeline_name: str) -> dict:
     run_id, components, outputs = latest_run_outputs(store, pipeline_name)
     summary: dict = {"pipeline": pipeline_name, "run_id": run_id}
 
-    analysis_uri = _first_uri(outputs, "CoverExampleGen", "category_analysis")
+    analysis_uri = first_uri(outputs, "CoverExampleGen", "category_analysis")
     if analysis_uri:
         with open(os.path.join(analysis_uri, analysis.ANALYSIS_FILE)) as f:
             summary["categories"] = json.load(f)["selected_categories"]
@@ -90,17 +90,17 @@ def build_summary(connection_config, pipeline_name: str) -> dict:
         summary["examples"] = ingest["examples"]
         summary["ingestion"] = {k: v for k, v in ingest.items() if k != "examples"}
 
-    hp_uri = _first_uri(outputs, "Tuner", "best_hyperparameters")
+    hp_uri = first_uri(outputs, "Tuner", "best_hyperparameters")
     if hp_uri:
         with open(os.path.join(hp_uri, "best_hyperparameters.txt")) as f:
             summary["best_hyperparameters"] = json.load(f)["values"]
-    tuner_uri = _first_uri(outputs, "Tuner", "tuner_results")
+    tuner_uri = first_uri(outputs, "Tuner", "tuner_results")
     if tuner_uri:
         with open(os.path.join(tuner_uri, grid_tuner.TRIALS_JSON)) as f:
             trials = json.load(f)
         summary["tuner_trials"] = [{k: v for k, v in t.items() if k != "curves"} for t in trials]
 
-    evaluation_uri = _first_uri(outputs, "Evaluator", "evaluation")
+    evaluation_uri = first_uri(outputs, "Evaluator", "evaluation")
     metrics = evaluation.overall_metrics(evaluation_uri) if evaluation_uri else {}
     summary["test_accuracy"] = metrics.get("categorical_accuracy")
     summary["test_top_3_accuracy"] = metrics.get("top_3_accuracy")
@@ -114,7 +114,7 @@ def build_summary(connection_config, pipeline_name: str) -> dict:
     if pushed:
         artifact = outputs[("Pusher", "pushed_model")][0]
         summary["pushed_model"] = artifact.custom_properties["pushed_destination"].string_value
-    model_uri = _first_uri(outputs, "Trainer", "model_run")
+    model_uri = first_uri(outputs, "Trainer", "model_run")
     summary["training_run_dir"] = model_uri
     summary["components"] = components
     return summary

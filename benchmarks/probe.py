@@ -1,0 +1,122 @@
+"""Model probe: one model configuration on real covers in minutes, not the pipeline's hour.
+
+Reads the 12 largest categories of ../shared/bookcovers straight from disk
+(every cover, resized to 100x150, split 60/20/20 per category by a stable
+hash of the file name), standardises them per channel as Transform does, and
+trains the project's own model code (models/model.py) with the given options
+on in-memory arrays. For sorting out candidate changes before a
+`benchmarks.quality` run; its split is not the pipeline's, so its figures are
+not comparable with quality.json's.
+
+    python -m benchmarks.probe --options '{"head": "gap"}' --learning-rate 1e-3 --epochs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks.common import BOOKCOVERS
+from pipeline import configs
+
+CATEGORIES = 12
+# Outside the repository: real covers never go into it, not even ignored.
+CACHE = os.path.join(tempfile.gettempdir(), "bookcover-probe-covers.npz")
+
+
+def load_covers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uint8 covers, class index, split index 0/1/2), cached in the temp directory."""
+    if os.path.exists(CACHE):
+        data = np.load(CACHE)
+        return data["x"], data["y"], data["s"]
+    from PIL import Image
+
+    root = os.path.join(BOOKCOVERS, "covers")
+    largest = sorted(os.listdir(root), key=lambda c: -len(os.listdir(os.path.join(root, c))))
+    xs, ys, ss = [], [], []
+    for index, category in enumerate(sorted(largest[:CATEGORIES])):
+        names = sorted(
+            os.listdir(os.path.join(root, category)),
+            key=lambda n: hashlib.sha1(f"{configs.SAMPLE_SEED}:{n}".encode()).hexdigest(),
+        )
+        n_train, n_eval = len(names) * 3 // 5, len(names) // 5
+        for i, name in enumerate(names):
+            image = Image.open(os.path.join(root, category, name)).convert("RGB")
+            size = (configs.IMAGE_WIDTH, configs.IMAGE_HEIGHT)
+            xs.append(np.asarray(image.resize(size, Image.BILINEAR), np.uint8))
+            ys.append(index)
+            ss.append(0 if i < n_train else 1 if i < n_train + n_eval else 2)
+    x, y, s = np.stack(xs), np.array(ys), np.array(ss)
+    np.savez(CACHE, x=x, y=y, s=s)
+    return x, y, s
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--options", default="{}", help="model options as JSON")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--first-filters", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    import keras
+
+    from models import inputs, model
+
+    x, y, s = load_covers()
+    train, evaluation, test = (s == 0), (s == 1), (s == 2)
+    images = x.astype(np.float32) / 255.0
+    mean, std = images[train].mean(axis=(0, 1, 2)), images[train].std(axis=(0, 1, 2))
+    options = json.loads(args.options)
+    hp = model.default_hyperparameters((args.learning_rate,), (args.first_filters,), options)
+    if model.input_key(hp) == configs.IMAGE_KEY:
+        images = (images - mean) / std
+    labels = np.eye(CATEGORIES, dtype=np.float32)[y]
+    steps = int(np.ceil(train.sum() / args.batch_size))
+    keras.utils.set_random_seed(configs.SAMPLE_SEED)
+    cnn = model.build_model(hp, CATEGORIES, steps, args.epochs)
+    counts = np.bincount(y[train], minlength=CATEGORIES).tolist()
+    weights = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
+    callbacks = []
+    if hp.get("lr_schedule") == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                patience=configs.PLATEAU_PATIENCE, factor=configs.PLATEAU_FACTOR
+            )
+        )
+    started = time.monotonic()
+    history = cnn.fit(
+        images[train],
+        labels[train],
+        validation_data=(images[evaluation], labels[evaluation]),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        class_weight=weights,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    scores = cnn.evaluate(images[test], labels[test], verbose=0, return_dict=True)
+    result = {
+        "options": options,
+        "learning_rate": args.learning_rate,
+        "first_filters": args.first_filters,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "test_top_1_last_epoch": round(float(scores["accuracy"]), 4),
+        "test_top_3_last_epoch": round(float(scores["top_3_accuracy"]), 4),
+        "val_accuracy": [round(v, 4) for v in history.history["val_accuracy"]],
+        "seconds": round(time.monotonic() - started),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
