@@ -81,7 +81,7 @@ def test_every_grid_point_ran_once_and_its_epochs_are_recorded(searched, tmp_pat
 
 def test_class_weights_option_weighs_classes_in_the_search(data):
     root, records = data
-    plain = trainer.tuner_fn(fn_args(root, records, model_options={}))
+    plain = trainer.tuner_fn(fn_args(root, records, model_options={"class_weights": False}))
     assert "class_weight" not in plain.fit_kwargs
     weighted = trainer.tuner_fn(fn_args(root, records, model_options={"class_weights": True}))
     # 48 rows over 3 balanced categories: every weight is 1.
