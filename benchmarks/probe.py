@@ -84,13 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     cnn = model.build_model(hp, CATEGORIES, steps, args.epochs)
     counts = np.bincount(y[train], minlength=CATEGORIES).tolist()
     weights = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
-    callbacks = []
-    if hp.get("lr_schedule") == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                patience=configs.PLATEAU_PATIENCE, factor=configs.PLATEAU_FACTOR
-            )
-        )
+    callbacks = model.schedule_callbacks(hp)
     started = time.monotonic()
     history = cnn.fit(
         images[train],

@@ -189,6 +189,18 @@ def learning_rate(
     )
 
 
+def schedule_callbacks(hp: keras_tuner.HyperParameters) -> list[keras.callbacks.Callback]:
+    """Callbacks the learning-rate schedule needs during fit (the cosine schedule needs
+    none: it lives in the optimiser)."""
+    if hp.get("lr_schedule") == "plateau":
+        return [
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=configs.PLATEAU_FACTOR, patience=configs.PLATEAU_PATIENCE
+            )
+        ]
+    return []
+
+
 def build_model(
     hp: keras_tuner.HyperParameters,
     num_classes: int,

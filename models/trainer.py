@@ -167,15 +167,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             monitor="val_loss", patience=config.get("patience", configs.TRAIN_PATIENCE)
         ),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
+        *model.schedule_callbacks(hp),
     ]
-    if hp.get("lr_schedule") == "plateau":
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss",
-                factor=configs.PLATEAU_FACTOR,
-                patience=configs.PLATEAU_PATIENCE,
-            )
-        )
     with dtype_policy(policy):
         with strategy.scope():
             cnn = model.build_model(hp, num_classes, steps_per_epoch, epochs)

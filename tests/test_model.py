@@ -116,6 +116,15 @@ def test_label_smoothing_reaches_the_loss():
     assert cnn.loss.get_config()["label_smoothing"] == 0.1
 
 
+def test_plateau_schedule_drops_the_rate_on_a_validation_loss_plateau():
+    hp = model.default_hyperparameters((1e-3,), (8,), {"lr_schedule": "plateau"})
+    (drop,) = model.schedule_callbacks(hp)
+    assert isinstance(drop, keras.callbacks.ReduceLROnPlateau)
+    assert (drop.monitor, drop.factor) == ("val_loss", configs.PLATEAU_FACTOR)
+    cosine = model.default_hyperparameters((1e-3,), (8,), {"lr_schedule": "cosine"})
+    assert model.schedule_callbacks(cosine) == []
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     hp = model.default_hyperparameters((1e-3,), (8,), {"lr_schedule": "cosine"})
     schedule = model.learning_rate(hp, steps_per_epoch=10, epochs=20)
