@@ -59,15 +59,16 @@ def plot_per_class(rows: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def plot_trials(trials: list[dict], path: str) -> None:
-    """Validation accuracy per epoch of every grid-search trial."""
+def plot_trials(trials: list[dict], path: str) -> list[str]:
+    """Validation accuracy per epoch of every grid-search trial; returns the curves' labels."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    labels = []
     for trial in trials:
         values = trial.get("curves", {}).get("val_accuracy", [])
         if values:
-            label = f"lr {trial['learning_rate']:g}, F {trial['first_filters']}"
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+            labels.append(f"lr {trial['learning_rate']:g}, F {trial['first_filters']}")
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=labels[-1])
     ax.set_xlabel("epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation accuracy")
@@ -77,3 +78,4 @@ def plot_trials(trials: list[dict], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return labels

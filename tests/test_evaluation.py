@@ -38,7 +38,9 @@ def test_confusion_matrix_plot_names_every_category(tmp_path):
 def test_trials_plot_takes_the_tuner_table(tmp_path):
     trials = [
         {"learning_rate": 1e-3, "first_filters": 8, "curves": {"val_accuracy": [0.2, 0.3]}},
-        {"learning_rate": 5e-4, "first_filters": 8, "curves": {"val_accuracy": [0.1]}},
+        {"learning_rate": 5e-4, "first_filters": 16, "curves": {"val_accuracy": [0.1]}},
+        {"learning_rate": 1e-4, "first_filters": 8, "curves": {}},  # a failed trial: no curve
     ]
-    plots.plot_trials(trials, str(tmp_path / "trials.png"))
-    assert Image.open(tmp_path / "trials.png").size[0] > 0
+    labels = plots.plot_trials(trials, str(tmp_path / "trials.png"))
+    assert labels == ["lr 0.001, F 8", "lr 0.0005, F 16"]
+    assert Image.open(tmp_path / "trials.png").format == "PNG"
