@@ -108,8 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-size",
         type=int,
         default=None,
-        help=f"per-replica batch size (default {configs.BATCH_SIZE}; "
-        f"{configs.EMBEDDED_BATCH_SIZE} for the embedded data)",
+        help=f"per-replica batch size (default: the preset's, {configs.BATCH_SIZE} for "
+        f"'default', {configs.SEED_BATCH_SIZE} for 'seed'; {configs.EMBEDDED_BATCH_SIZE} "
+        "for the embedded data)",
     )
     p.add_argument(
         "--model-preset",
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not os.path.isfile(csv_path):
             sys.exit(f"--books-csv: no such file: {csv_path}")
         categories = args.categories or configs.NUM_CATEGORIES
-        batch_size = args.batch_size or configs.BATCH_SIZE
+        batch_size = args.batch_size or configs.BATCH_SIZES[args.model_preset]
     else:
         data_dir = os.path.join(output_dir, "embedded_data")
         csv_path = os.path.join(data_dir, "books_data.csv")

@@ -31,7 +31,7 @@ SEED_LEARNING_RATE = 5e-4
 SEED_FIRST_FILTERS = 32
 SEED_PATIENCE = 4
 SEED_MAX_EPOCHS = 40
-SEED_BATCH_SIZE = 128
+SEED_BATCH_SIZE = configs.SEED_BATCH_SIZE
 
 
 def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, list[str]]:

@@ -60,6 +60,9 @@ def build(config: dict):
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
         train_epochs=config.get("epochs", configs.TRAIN_EPOCHS),
         tuner_epochs=config.get("tuner_epochs", configs.TUNER_EPOCHS),
+        batch_size=config.get(
+            "batch_size", configs.BATCH_SIZES[config.get("model_preset", "default")]
+        ),
         model_options={
             **configs.MODEL_PRESETS[config.get("model_preset", "default")],
             **config.get("model_options", {}),

@@ -164,7 +164,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             save_weights_only=True,
         ),
         keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.get("patience", configs.TRAIN_PATIENCE)
+            monitor=configs.TRAIN_STOPPING_METRIC,
+            mode="max",
+            patience=config.get("patience", configs.TRAIN_PATIENCE),
         ),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
         *model.schedule_callbacks(hp),
