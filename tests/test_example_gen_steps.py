@@ -1,16 +1,23 @@
-"""CoverExampleGen's Beam steps on real Beam: deduplication, splitting, examples, failures."""
+"""CoverExampleGen's Beam steps on real Beam: downloads, deduplication, splits, examples."""
 
 import collections
 import csv
+import dataclasses
 import io
 import json
 import os
 
 import apache_beam as beam
+import pytest
 import tensorflow as tf
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
+from tfx import v1 as tfx
 
-from components.cover_example_gen import executor
+from components.cover_example_gen import CoverExampleGen, executor
+from components.cover_example_gen.settings import IngestSettings
+from tests import cover_server as cs
+from tests import images
 
 
 def cover(row, category, title, content_hash, authors=("A",)):
@@ -90,3 +97,58 @@ def test_failure_lines_are_valid_csv_even_with_commas_and_quotes():
         "not_an_image",
         'said "no", twice',
     ]
+
+
+@pytest.mark.parametrize("mode", ["in_memory", "multi_processing"])
+def test_download_streams_every_cover_out_under_either_direct_runner_mode(server, tmp_path, mode):
+    # Two connections allow 8 covers in flight, so 30 books leave through both
+    # process() (when the window is full) and finish_bundle() (the rest).
+    for i in range(27):
+        server.routes[f"/c{i}.jpg"] = cs.send_bytes(images.jpeg(color=(8 * i, 40, 200)))
+    books = [
+        {"row": i, "category": "x", "title": f"T{i}", "authors": ["A"], "image_url": url}
+        for i, url in enumerate([f"{server.url}/c{i}.jpg" for i in range(27)])
+    ]
+    books += [
+        {"row": 100 + i, "category": "x", "title": "gone", "authors": [], "image_url": url}
+        for i, url in enumerate(f"{server.url}/missing{i}.jpg" for i in range(3))
+    ]
+    settings = IngestSettings(fetch=dataclasses.replace(cs.FAST_FETCH, connections=2))
+    prefix = str(tmp_path / "out")
+    args = [f"--direct_running_mode={mode}", "--direct_num_workers=2"]
+    with beam.Pipeline(argv=args) as p:
+        result = (
+            p
+            | beam.Create(books)
+            | beam.ParDo(executor.DownloadCoversFn(settings)).with_outputs(
+                "failures", main="covers"
+            )
+        )
+        covers_out = result.covers | "Covers" >> beam.Map(lambda c: f"ok,{c['row']}")
+        failures_out = result.failures | "Failures" >> beam.Map(
+            lambda f: f"{f['reason']},{f['row']}"
+        )
+        _ = (
+            (covers_out, failures_out)
+            | beam.Flatten()
+            | beam.io.WriteToText(prefix, shard_name_template="")
+        )
+    with open(prefix) as f:
+        lines = sorted(f.read().split())
+    assert lines == sorted(
+        [f"ok,{i}" for i in range(27)] + [f"http_404,{100 + i}" for i in range(3)]
+    )
+    assert all(server.requests[f"/c{i}.jpg"] == 1 for i in range(27))
+
+
+def test_example_gen_runs_in_process_on_the_direct_runner_whatever_the_pipeline_says(tmp_path):
+    example_gen = CoverExampleGen(input_base=str(tmp_path), settings=IngestSettings())
+    _ = tfx.dsl.Pipeline(
+        pipeline_name="args",
+        pipeline_root=str(tmp_path),
+        components=[example_gen],
+        beam_pipeline_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    )
+    options = PipelineOptions(example_gen.executor_spec.beam_pipeline_args).view_as(DirectOptions)
+    assert options.direct_running_mode == "in_memory"
+    assert options.direct_num_workers == 1

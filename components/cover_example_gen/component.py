@@ -56,6 +56,14 @@ class CoverExampleGen(FileBasedExampleGen):
     decides whether a rerun can come from the cache.
     """
 
+    # On Beam's DirectRunner the download stage runs in this process: it is
+    # I/O-bound and streams through the DoFn's own thread pool, while worker
+    # processes would add their start-up (TensorFlow imports) and ship every
+    # cover through the runner's data plane (benchmarks/README.md: ingestion).
+    # Other runners (Dataflow, Flink) ignore these flags; a later
+    # with_beam_pipeline_args call overrides them.
+    DIRECT_RUNNER_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
     SPEC_CLASS = CoverExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
     DRIVER_CLASS = driver.FileBasedDriver
@@ -82,3 +90,4 @@ class CoverExampleGen(FileBasedExampleGen):
         )
         # Skip FileBasedExampleGen.__init__: it would build the standard spec.
         base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+        self.with_beam_pipeline_args(list(self.DIRECT_RUNNER_ARGS))

@@ -14,6 +14,7 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
+from apache_beam.utils.windowed_value import WindowedValue
 from tfx.components.example_gen import base_example_gen_executor, write_split
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.proto import example_gen_pb2
@@ -31,7 +32,15 @@ FAILURE_FIELDS = ("row", "category", "url", "reason", "detail")
 
 
 class DownloadCoversFn(beam.DoFn):
-    """Downloads a batch of covers concurrently with one pooled session per worker."""
+    """Downloads covers concurrently with one pooled session per worker.
+
+    Each book goes to a thread pool as it arrives and finished covers are
+    emitted as soon as they are done (at most IN_FLIGHT_PER_CONNECTION x
+    connections at once), so the connections stay busy across the whole
+    bundle instead of waiting for the slowest cover of each batch.
+    """
+
+    IN_FLIGHT_PER_CONNECTION = 4
 
     def __init__(self, settings: IngestSettings):
         self._settings = settings
@@ -41,11 +50,15 @@ class DownloadCoversFn(beam.DoFn):
         self._session = covers.make_session(fetch.connections)
         self._cache = covers.CoverCache(self._settings.cache_dir or None)
         self._pool = concurrent.futures.ThreadPoolExecutor(fetch.connections)
+        self._max_in_flight = max(1, fetch.connections) * self.IN_FLIGHT_PER_CONNECTION
         self._progress = _Progress()
 
     def teardown(self):
         self._pool.shutdown(wait=False)
         self._session.close()
+
+    def start_bundle(self):
+        self._pending: set[concurrent.futures.Future] = set()
 
     def _one(self, book: dict) -> tuple[dict, bytes | None, bool, covers.CoverError | None]:
         try:
@@ -58,19 +71,40 @@ class DownloadCoversFn(beam.DoFn):
         except Exception as e:  # noqa: BLE001 - one bad cover must never kill the run
             return book, None, False, covers.CoverError("unexpected_error", repr(e))
 
-    def process(self, batch: list[dict]):
-        for book, jpeg, cached, error in self._pool.map(self._one, batch):
-            if error is not None:
-                beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"failed/{error.reason}").inc()
-                self._progress.add(failed=1)
-                yield beam.pvalue.TaggedOutput(
-                    "failures", {**book, "reason": error.reason, "detail": error.detail}
-                )
-                continue
-            counter = "cached" if cached else "downloaded"
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter).inc()
-            self._progress.add(done=1, cached=int(cached))
-            yield {**book, "jpeg": jpeg, "content_hash": covers.content_hash(jpeg)}
+    def process(self, book: dict):
+        self._pending.add(self._pool.submit(self._one, book))
+        if len(self._pending) >= self._max_in_flight:
+            done, self._pending = concurrent.futures.wait(
+                self._pending, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in done:
+                yield from self._outputs(*future.result())
+
+    def finish_bundle(self):
+        window = beam.transforms.window.GlobalWindow()
+        timestamp = beam.transforms.window.MIN_TIMESTAMP
+        for future in concurrent.futures.as_completed(self._pending):
+            for output in self._outputs(*future.result()):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(
+                        output.tag, WindowedValue(output.value, timestamp, [window])
+                    )
+                else:
+                    yield WindowedValue(output, timestamp, [window])
+        self._pending = set()
+
+    def _outputs(self, book: dict, jpeg: bytes | None, cached: bool, error):
+        if error is not None:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"failed/{error.reason}").inc()
+            self._progress.add(failed=1)
+            yield beam.pvalue.TaggedOutput(
+                "failures", {**book, "reason": error.reason, "detail": error.detail}
+            )
+            return
+        counter = "cached" if cached else "downloaded"
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter).inc()
+        self._progress.add(done=1, cached=int(cached))
+        yield {**book, "jpeg": jpeg, "content_hash": covers.content_hash(jpeg)}
 
 
 class _Progress:
@@ -239,12 +273,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
     def _run_beam(self, selection, settings, split_names, buckets, examples_uri, examples):
         pipeline = self._make_beam_pipeline()
-        batch = max(1, settings.fetch.connections)
         downloaded = (
             pipeline
             | "Books" >> beam.Create(selection)
             | "Spread" >> beam.Reshuffle()
-            | "Batch" >> beam.BatchElements(min_batch_size=batch * 4, max_batch_size=batch * 16)
             | "Download"
             >> beam.ParDo(DownloadCoversFn(settings)).with_outputs("failures", main="covers")
         )
