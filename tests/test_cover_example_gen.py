@@ -102,6 +102,11 @@ def test_every_misbehaviour_ends_as_expected_and_the_cache_serves_the_rerun(serv
     stored = sum(n for split in counts["examples"].values() for n in split.values())
     assert stored == 40 + sum(r == "stored" for _, r in CASES.values())
     assert counts["duplicates_dropped"] == 0
+    # The stage waits out busy.jpg's Retry-After of 1 s, so it spans at least that.
+    assert counts["download_stage_seconds"] >= 1.0
+    assert counts["download_stage_covers_per_s"] == pytest.approx(
+        (counts["downloaded"] + counts["cached"]) / counts["download_stage_seconds"], rel=0.01
+    )
     assert server.requests["/flaky.jpg"] == 2 and server.requests["/busy.jpg"] == 2
     assert server.requests["/404.jpg"] == 1  # 4xx is never retried
     examples = stored_examples(tmp_path / "first")

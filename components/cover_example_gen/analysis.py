@@ -99,8 +99,9 @@ def plot_cumulative_share(table: list[books_csv.CategoryCount], path: str, selec
 
 def ingest_counts(metrics, namespace: str, selected: int) -> dict:
     """Beam counters of the run, gathered into one summary."""
-    results = metrics.query(MetricsFilter().with_namespace(namespace))["counters"]
-    values = {r.key.metric.name: r.committed or r.attempted or 0 for r in results}
+    queried = metrics.query(MetricsFilter().with_namespace(namespace))
+    values = {r.key.metric.name: r.committed or r.attempted or 0 for r in queried["counters"]}
+    spans = {r.key.metric.name: r.committed or r.attempted for r in queried["distributions"]}
     failed_by_reason = {
         name.split("/", 1)[1]: n for name, n in sorted(values.items()) if name.startswith("failed/")
     }
@@ -117,6 +118,20 @@ def ingest_counts(metrics, namespace: str, selected: int) -> dict:
         "failed_by_reason": failed_by_reason,
         "duplicates_dropped": values.get("duplicates_dropped", 0),
         "examples": dict(examples),
+        **download_stage(spans, values.get("downloaded", 0) + values.get("cached", 0)),
+    }
+
+
+def download_stage(spans: dict, covers: int) -> dict:
+    """Wall time of the download stage (first bundle's start to last bundle's end) and its
+    rate: the part of ingestion that downloads and resizes, without the fixed costs."""
+    start, end = spans.get("download/stage_start_ms"), spans.get("download/stage_end_ms")
+    if not start or not end or not start.count:
+        return {}
+    seconds = max((end.max - start.min) / 1000, 1e-3)
+    return {
+        "download_stage_seconds": round(seconds, 2),
+        "download_stage_covers_per_s": round(covers / seconds, 1),
     }
 
 

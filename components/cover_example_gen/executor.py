@@ -59,6 +59,8 @@ class DownloadCoversFn(beam.DoFn):
 
     def start_bundle(self):
         self._pending: set[concurrent.futures.Future] = set()
+        self._bundle_started = time.time()
+        self._bundle_books = 0
 
     def _one(self, book: dict) -> tuple[dict, bytes | None, bool, covers.CoverError | None]:
         try:
@@ -72,6 +74,7 @@ class DownloadCoversFn(beam.DoFn):
             return book, None, False, covers.CoverError("unexpected_error", repr(e))
 
     def process(self, book: dict):
+        self._bundle_books += 1
         self._pending.add(self._pool.submit(self._one, book))
         if len(self._pending) >= self._max_in_flight:
             done, self._pending = concurrent.futures.wait(
@@ -92,6 +95,16 @@ class DownloadCoversFn(beam.DoFn):
                 else:
                     yield WindowedValue(output, timestamp, [window])
         self._pending = set()
+        if self._bundle_books:
+            # Wall-clock span of the download stage over all bundles and workers:
+            # the earliest start and the latest end (analysis.ingest_counts).
+            for name, at in (
+                ("stage_start_ms", self._bundle_started),
+                ("stage_end_ms", time.time()),
+            ):
+                beam.metrics.Metrics.distribution(METRICS_NAMESPACE, f"download/{name}").update(
+                    int(at * 1000)
+                )
 
     def _outputs(self, book: dict, jpeg: bytes | None, cached: bool, error):
         if error is not None:
