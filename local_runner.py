@@ -39,6 +39,13 @@ def grid_from(args: argparse.Namespace) -> tuple[tuple[float, ...], tuple[int, .
     return tuple(args.learning_rates or learning_rates), tuple(args.first_filters or first_filters)
 
 
+def batch_size_from(args: argparse.Namespace, embedded: bool) -> int:
+    """The flag's batch size, else the embedded data's, else the preset's."""
+    if args.batch_size:
+        return args.batch_size
+    return configs.EMBEDDED_BATCH_SIZE if embedded else configs.BATCH_SIZES[args.model_preset]
+
+
 def model_options_from(args: argparse.Namespace) -> dict:
     """The preset's options with the --model-option overrides applied."""
     return {**configs.MODEL_PRESETS[args.model_preset], **dict(args.model_option)}
@@ -176,14 +183,12 @@ def main(argv: list[str] | None = None) -> dict:
         if not os.path.isfile(csv_path):
             sys.exit(f"--books-csv: no such file: {csv_path}")
         categories = args.categories or configs.NUM_CATEGORIES
-        batch_size = args.batch_size or configs.BATCH_SIZES[args.model_preset]
     else:
         data_dir = os.path.join(output_dir, "embedded_data")
         csv_path = os.path.join(data_dir, "books_data.csv")
         if not os.path.exists(csv_path):  # generate once: its mtime is part of the cache key
             embedded_data.generate(data_dir)
         categories = args.categories or configs.EMBEDDED_CATEGORIES
-        batch_size = args.batch_size or configs.EMBEDDED_BATCH_SIZE
 
     num_classes = None
     if args.min_books:
@@ -211,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         first_filters=first_filters,
         tuner_epochs=args.tuner_epochs,
         train_epochs=args.epochs,
-        batch_size=batch_size,
+        batch_size=batch_size_from(args, embedded=not args.books_csv),
         model_options=model_options_from(args),
         mixed_precision=args.mixed_precision,
         accuracy_floor=args.accuracy_floor,

@@ -8,6 +8,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_beam_component
 
 from kubeflow import runner
+from pipeline import configs
 
 IMAGE = "registry.example/bookcover/pipeline:test"
 BEAM_ARGS = [
@@ -113,3 +114,19 @@ def test_custom_example_gen_runs_the_projects_executor_with_the_tfx_driver(compi
     # The V2 runner's driver step for FileBasedExampleGen subclasses, run in our image.
     driver = container.lifecycle.pre_cache_check
     assert "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in " ".join(driver.command)
+
+
+@pytest.mark.parametrize("preset, batch_size", [("default", 64), ("seed", 128)])
+def test_trainer_batch_size_follows_the_model_preset(preset, batch_size):
+    bookcover = runner.build(
+        {
+            "pipeline_root": "gs://bucket/bookcover",
+            "books_csv": "gs://bucket/data/books_data.csv",
+            "model_preset": preset,
+        }
+    )
+    (trainer,) = [c for c in bookcover.components if c.id == "Trainer"]
+    custom_config = trainer.exec_properties["custom_config"]
+    if isinstance(custom_config, str):
+        custom_config = json.loads(custom_config)
+    assert custom_config["batch_size"] == batch_size == configs.BATCH_SIZES[preset]

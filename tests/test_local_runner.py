@@ -15,6 +15,15 @@ def test_defaults_are_the_configured_ones():
     assert args.direct_num_workers == configs.DIRECT_NUM_WORKERS
 
 
+def test_batch_size_follows_the_preset_unless_given():
+    default, seed = local_runner.parse_args([]), local_runner.parse_args(["--model-preset", "seed"])
+    assert local_runner.batch_size_from(default, embedded=False) == configs.BATCH_SIZE == 64
+    assert local_runner.batch_size_from(seed, embedded=False) == configs.SEED_BATCH_SIZE == 128
+    assert local_runner.batch_size_from(seed, embedded=True) == configs.EMBEDDED_BATCH_SIZE
+    given = local_runner.parse_args(["--model-preset", "seed", "--batch-size", "16"])
+    assert local_runner.batch_size_from(given, embedded=False) == 16
+
+
 def test_every_documented_flag_parses():
     args = local_runner.parse_args(
         [
