@@ -73,13 +73,13 @@ def main() -> dict:
             files.append(tiny_model.write_tfrecords(path, rows[shard::4]))
         hp = model.default_hyperparameters((1e-3,), (32,), configs.SEED_MODEL_OPTIONS)
 
-        dataset = inputs.input_fn(files, output, configs.BATCH_SIZE, shuffle=True)
+        dataset = inputs.input_fn(files, output, configs.SEED_BATCH_SIZE, shuffle=True)
         ours_model = model.build_model(hp, num_classes=3)
         ours = images_per_second(
             lambda t: ours_model.fit(dataset, epochs=EPOCHS, callbacks=[t], verbose=0)
         )
 
-        decoded = list(inputs.input_fn(files, output, configs.BATCH_SIZE, shuffle=False))
+        decoded = list(inputs.input_fn(files, output, configs.SEED_BATCH_SIZE, shuffle=False))
         arrays = np.concatenate([x.numpy() for x, _ in decoded])
         labels = np.concatenate([y.numpy() for _, y in decoded])
         base_model = model.build_model(hp, num_classes=3)
@@ -87,7 +87,7 @@ def main() -> dict:
             lambda t: base_model.fit(
                 arrays,
                 labels,
-                batch_size=configs.BATCH_SIZE,
+                batch_size=configs.SEED_BATCH_SIZE,
                 epochs=EPOCHS,
                 shuffle=True,
                 callbacks=[t],
@@ -103,7 +103,7 @@ def main() -> dict:
         unit="images/s (training, CPU)",
         command=COMMAND,
         covers=COVERS,
-        batch_size=configs.BATCH_SIZE,
+        batch_size=configs.SEED_BATCH_SIZE,
         in_memory_bytes=int(arrays.nbytes),
         setup="seed CNN F=32; ours: 4 gzipped TFRecord shards of 100x150 JPEGs through "
         "input_fn (interleave, shuffle, batch, Transform graph, prefetch); baseline: "
