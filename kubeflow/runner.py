@@ -46,6 +46,7 @@ def build(config: dict):
 
     root = config["pipeline_root"].rstrip("/")
     books_csv = config["books_csv"]
+    preset = config.get("model_preset", "default")
     bookcover = pipeline.create_pipeline(
         pipeline_name=config.get("pipeline_name", configs.PIPELINE_NAME),
         pipeline_root=root,
@@ -60,11 +61,9 @@ def build(config: dict):
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
         train_epochs=config.get("epochs", configs.TRAIN_EPOCHS),
         tuner_epochs=config.get("tuner_epochs", configs.TUNER_EPOCHS),
-        batch_size=config.get(
-            "batch_size", configs.BATCH_SIZES[config.get("model_preset", "default")]
-        ),
+        batch_size=config.get("batch_size", configs.BATCH_SIZES[preset]),
         model_options={
-            **configs.MODEL_PRESETS[config.get("model_preset", "default")],
+            **configs.MODEL_PRESETS[preset],
             **config.get("model_options", {}),
         },
         mixed_precision=config.get("mixed_precision", configs.MIXED_PRECISION),
