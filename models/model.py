@@ -8,6 +8,7 @@ import os
 import keras
 import keras_tuner
 
+from models.augmentation import augmentation
 from pipeline import configs
 
 
@@ -37,28 +38,6 @@ def default_hyperparameters(
     for name, value in fixed.items():
         hp.Fixed(name, value)
     return hp
-
-
-def augmentation(hp: keras_tuner.HyperParameters) -> keras.Sequential:
-    """Small shifts, zoom, brightness and contrast; no flips (covers carry text).
-
-    Brightness moves pixel values by a fraction of the input's range: the
-    standardised range, or [0, 1] for a pretrained backbone's input. Active only
-    in training.
-    """
-    shift, zoom = hp.get("augment_shift"), hp.get("augment_zoom")
-    value_range = (
-        (0.0, 1.0) if input_key(hp) == configs.IMAGE_UNIT_KEY else configs.STANDARDISED_RANGE
-    )
-    return keras.Sequential(
-        [
-            keras.layers.RandomTranslation(shift, shift, fill_mode="nearest"),
-            keras.layers.RandomZoom((-zoom, zoom), fill_mode="nearest"),
-            keras.layers.RandomBrightness(hp.get("augment_brightness"), value_range=value_range),
-            keras.layers.RandomContrast(hp.get("augment_contrast"), value_range=value_range),
-        ],
-        name="augment",
-    )
 
 
 def _seed_cnn_features(x, hp: keras_tuner.HyperParameters, regulariser):
@@ -214,7 +193,13 @@ def build_model(
         shape=(configs.IMAGE_HEIGHT, configs.IMAGE_WIDTH, configs.IMAGE_CHANNELS),
         name=input_key(hp),
     )
-    x = augmentation(hp)(inputs) if hp.get("augment") else inputs
+    if hp.get("augment"):
+        value_range = (
+            (0.0, 1.0) if input_key(hp) == configs.IMAGE_UNIT_KEY else configs.STANDARDISED_RANGE
+        )
+        x = augmentation(hp, value_range)(inputs)
+    else:
+        x = inputs
     x = ARCHITECTURES[hp.get("architecture")](x, hp, regulariser)
     if hp.get("head") == "gap":
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from models import model, trainer
+from models.augmentation import RandomShiftZoom
 from pipeline import configs
 
 
@@ -75,7 +76,7 @@ def test_augmentation_is_off_by_default_and_only_changes_training_batches():
     cnn = model.build_model(hp, num_classes=3)
     augment = cnn.get_layer("augment")
     kinds = [type(layer).__name__ for layer in augment.layers]
-    assert kinds == ["RandomTranslation", "RandomZoom", "RandomBrightness", "RandomContrast"]
+    assert kinds == ["RandomShiftZoom", "RandomBrightness", "RandomContrast"]
     assert not any("Flip" in kind for kind in kinds)  # covers carry text
     images = np.random.default_rng(0).normal(size=(4, 150, 100, 3)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(augment(images, training=False)), images)
@@ -84,6 +85,37 @@ def test_augmentation_is_off_by_default_and_only_changes_training_batches():
     np.testing.assert_array_equal(
         np.asarray(cnn(images, training=False)), np.asarray(cnn(images, training=False))
     )
+
+
+def _bright_dot(batch: int) -> np.ndarray:
+    images = np.zeros((batch, 151, 101, 1), np.float32)
+    images[:, 75, 50, 0] = 1.0
+    return images
+
+
+def _dot_positions(images) -> np.ndarray:
+    flat = np.asarray(images)[..., 0].reshape(len(images), -1)
+    return np.stack(np.unravel_index(flat.argmax(axis=1), images.shape[1:3]), axis=1)
+
+
+def test_shift_zoom_zooms_about_the_centre_and_shifts_within_bounds():
+    dots = _bright_dot(16)
+    zoomed = RandomShiftZoom(shift=0.0, zoom=0.3, seed=1)(dots, training=True)
+    np.testing.assert_array_equal(_dot_positions(zoomed), [[75, 50]] * 16)
+    assert not np.allclose(np.asarray(zoomed), dots)  # the dot spreads or shrinks
+    shifted = _dot_positions(RandomShiftZoom(shift=0.2, zoom=0.0, seed=1)(dots, training=True))
+    offsets = shifted - [75, 50]
+    assert (np.abs(offsets) <= [0.2 * 151 + 1, 0.2 * 101 + 1]).all()
+    assert len({tuple(o) for o in offsets}) > 8  # each cover gets its own shift
+    np.testing.assert_array_equal(RandomShiftZoom(0.2, 0.3)(dots, training=False), dots)
+
+
+def test_shift_zoom_survives_a_config_round_trip_and_rejects_bad_factors():
+    layer = RandomShiftZoom(shift=0.06, zoom=0.1, seed=3, name="shift_zoom")
+    clone = RandomShiftZoom.from_config(layer.get_config())
+    assert (clone.shift, clone.zoom, clone.seed, clone.name) == (0.06, 0.1, 3, "shift_zoom")
+    with pytest.raises(ValueError, match="shift and zoom"):
+        RandomShiftZoom(shift=1.5, zoom=0.1)
 
 
 def test_gap_head_and_optional_dense_layers():
