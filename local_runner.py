@@ -223,10 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
         trainer_backup_dir=os.path.join(output_dir, "trainer_backup"),
         num_classes=num_classes,
         metadata_connection_config=connection,
-        beam_pipeline_args=[
-            "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={args.direct_num_workers}",
-        ],
+        beam_pipeline_args=pipeline.direct_runner_args(args.direct_num_workers),
     )
     started = time.monotonic()
     tfx.orchestration.LocalDagRunner().run(bookcover)

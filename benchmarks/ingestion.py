@@ -57,6 +57,7 @@ def ours(csv_path: str, out_dir: str) -> dict:
     from components.cover_example_gen import CoverExampleGen
     from components.cover_example_gen.settings import IngestSettings
     from components.covers import FetchConfig
+    from pipeline.pipeline import direct_runner_args
 
     settings = IngestSettings(
         top_k=None,
@@ -76,10 +77,7 @@ def ours(csv_path: str, out_dir: str) -> dict:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.path.join(out_dir, "metadata.sqlite")
         ),
-        beam_pipeline_args=[
-            "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={configs.DIRECT_NUM_WORKERS}",
-        ],
+        beam_pipeline_args=direct_runner_args(),
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     (summary,) = glob.glob(

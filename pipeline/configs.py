@@ -157,3 +157,7 @@ RUN_FN = "models.trainer.run_fn"
 # --- Local paths ------------------------------------------------------------
 OUTPUT_DIR = os.path.join(os.getcwd(), "outputs")
 DIRECT_NUM_WORKERS = 2
+# The pinned environment every local Beam worker runs in (see direct_runner_args).
+REQUIREMENTS_FILE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.lock"
+)

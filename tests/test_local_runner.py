@@ -1,5 +1,7 @@
 """local_runner's flags: the documented ones exist and reach the settings."""
 
+import os
+
 import pytest
 
 import local_runner
@@ -119,3 +121,18 @@ def test_bad_model_options_are_refused_with_the_reason(option, message, capsys):
     with pytest.raises(SystemExit):
         local_runner.parse_args(["--model-option", option])
     assert message in capsys.readouterr().err
+
+
+def test_direct_runner_args_spare_tfx_its_ephemeral_package():
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+    from tfx.utils import dependency_utils
+
+    from pipeline.pipeline import direct_runner_args
+
+    args = direct_runner_args(3)
+    options = PipelineOptions(args).view_as(DirectOptions)
+    assert (options.direct_running_mode, options.direct_num_workers) == ("multi_processing", 3)
+    # TFX appends --extra_package=<a freshly built sdist of itself> unless the
+    # arguments already name the workers' dependencies.
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+    assert os.path.isfile(configs.REQUIREMENTS_FILE)
