@@ -134,7 +134,8 @@ PLATEAU_FACTOR = 0.3
 TUNER_EPOCHS = 3
 TUNER_PATIENCE = 2
 # 90 epochs against 60: 39.7% test top-1 (40.4% best validation) against
-# 36.8-37.8%, in 47 min of the quality benchmark's hour (benchmarks/README.md).
+# 36.8-37.8%, in 47 min of the quality benchmark's hour; a second run gave
+# 36.9% (39.9% validation) in 51 min (benchmarks/README.md).
 TRAIN_EPOCHS = 90
 # Early stopping watches the metric the best checkpoint is chosen by
 # (validation accuracy), patiently: with label smoothing and class weights the
