@@ -85,13 +85,22 @@ def main(argv: list[str] | None = None) -> dict:
     counts = np.bincount(y[train], minlength=CATEGORIES).tolist()
     weights = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
     callbacks = model.schedule_callbacks(hp)
+    data = {"x": images[train], "y": labels[train], "batch_size": args.batch_size}
+    if hp.get("mixup"):
+        import tensorflow as tf
+
+        batches = (
+            tf.data.Dataset.from_tensor_slices((images[train], labels[train]))
+            .shuffle(len(labels[train]), seed=configs.SAMPLE_SEED)
+            .batch(args.batch_size)
+        )
+        data = {"x": inputs.mix_batches(batches, hp.get("mixup"), weights)}
+        weights = None  # carried by the mixed batches
     started = time.monotonic()
     history = cnn.fit(
-        images[train],
-        labels[train],
+        **data,
         validation_data=(images[evaluation], labels[evaluation]),
         epochs=args.epochs,
-        batch_size=args.batch_size,
         class_weight=weights,
         callbacks=callbacks,
         verbose=2,

@@ -48,6 +48,42 @@ def input_fn(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def mix_batches(
+    dataset: tf.data.Dataset,
+    alpha: float,
+    class_weight: dict[int, float] | None = None,
+    seed: int = configs.SAMPLE_SEED,
+) -> tf.data.Dataset:
+    """Mixup (Zhang et al., 2018): every batch blended with a shuffled copy of itself.
+
+    Images and one-hot labels are mixed with the same share, drawn from
+    Beta(alpha, alpha) once per batch; fresh draws every epoch, reproducible from
+    `seed`. Class weights travel as sample weights, blended the same way: given
+    to fit, Keras would weigh a mixed label by its larger class alone.
+    """
+    weights = None
+    if class_weight is not None:
+        weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(3)
+
+    def mix(batch, batch_seeds):
+        images, labels = batch
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(tf.shape(images)[0]), seed=batch_seeds[:2]
+        )
+        draws = tf.random.stateless_gamma([2], seed=batch_seeds[1:], alpha=alpha)
+        share = draws[0] / (draws[0] + draws[1])
+
+        def blend(values):
+            return share * values + (1.0 - share) * tf.gather(values, order)
+
+        if weights is None:
+            return blend(images), blend(labels)
+        return blend(images), blend(labels), blend(tf.linalg.matvec(labels, weights))
+
+    return tf.data.Dataset.zip((dataset, seeds)).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def class_counts(file_patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> list[int]:
     """Examples per class in the files, in the category vocabulary's order.
 

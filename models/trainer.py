@@ -31,7 +31,11 @@ def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
     return vocabulary
 
 
-def _datasets(fn_args, tf_transform_output, batch_size: int, hp: keras_tuner.HyperParameters):
+def _datasets(
+    fn_args, tf_transform_output, batch_size: int, hp: keras_tuner.HyperParameters, counts
+):
+    """Training and validation data, and the class weights fit must apply: None when
+    classes are not weighed, or when mixup carries them in the data as sample weights."""
     key = model.input_key(hp)
     train = inputs.input_fn(
         fn_args.train_files, tf_transform_output, batch_size, shuffle=True, image_key=key
@@ -39,7 +43,26 @@ def _datasets(fn_args, tf_transform_output, batch_size: int, hp: keras_tuner.Hyp
     evaluation = inputs.input_fn(
         fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, image_key=key
     )
-    return train, evaluation
+    class_weight = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
+    if hp.get("mixup"):
+        train = inputs.mix_batches(train, hp.get("mixup"), class_weight)
+        class_weight = None
+    return train, evaluation, class_weight
+
+
+def early_stopping(
+    hp: keras_tuner.HyperParameters, patience: int
+) -> list[keras.callbacks.Callback]:
+    """Early stopping on validation accuracy, except under the cosine schedule: there the
+    length of training is part of the schedule, and stopping cuts off its low-rate
+    tail, where most of the gain comes (benchmarks/README.md)."""
+    if hp.get("lr_schedule") == "cosine":
+        return []
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=configs.TRAIN_STOPPING_METRIC, mode="max", patience=patience
+        )
+    ]
 
 
 # TFX Tuner calls this.
@@ -60,8 +83,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         project_name="cover_grid_search",
         seed=configs.SAMPLE_SEED,
     )
-    train, evaluation = _datasets(
-        fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE), hp
+    counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
+    train, evaluation, class_weight = _datasets(
+        fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE), hp, counts
     )
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.get("patience", configs.TUNER_PATIENCE)
@@ -73,9 +97,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         "callbacks": [stop],
         "verbose": 2,
     }
-    if hp.get("class_weights"):
-        counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
-        fit_kwargs["class_weight"] = inputs.inverse_frequency_weights(counts)
+    if class_weight:
+        fit_kwargs["class_weight"] = class_weight
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
 
 
@@ -143,12 +166,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         "training on %d replica(s), global batch %d, policy %s", replicas, batch_size, policy
     )
 
-    train, evaluation = _datasets(fn_args, tf_transform_output, batch_size, hp)
     counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
+    train, evaluation, class_weight = _datasets(
+        fn_args, tf_transform_output, batch_size, hp, counts
+    )
     steps_per_epoch = max(1, -(-sum(counts) // batch_size))
     epochs = config.get("epochs", configs.TRAIN_EPOCHS)
-    class_weight = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
-    logging.info("training examples per class %s, class weights %s", counts, class_weight)
+    logging.info("training examples per class %s, mixup %s", counts, hp.get("mixup"))
 
     run_dir = fn_args.model_run_dir
     os.makedirs(run_dir, exist_ok=True)
@@ -163,11 +187,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             save_best_only=True,
             save_weights_only=True,
         ),
-        keras.callbacks.EarlyStopping(
-            monitor=configs.TRAIN_STOPPING_METRIC,
-            mode="max",
-            patience=config.get("patience", configs.TRAIN_PATIENCE),
-        ),
+        *early_stopping(hp, config.get("patience", configs.TRAIN_PATIENCE)),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
         *model.schedule_callbacks(hp),
     ]

@@ -61,3 +61,41 @@ def test_inverse_frequency_weights_balance_the_classes():
     assert weights == {0: 60 / 90, 1: 60 / 30, 2: 60 / 60, 3: 0.0}
     # Each present class then carries the same total weight.
     assert {round(weights[i] * n, 9) for i, n in enumerate([30, 10, 20])} == {20.0}
+
+
+def _label_coloured_batches(batch_size=8, batches=4):
+    """Covers whose every pixel is their one-hot label: a mixed cover must equal its label."""
+    classes = np.arange(batch_size * batches) % 3
+    labels = np.eye(3, dtype=np.float32)[classes]
+    images = np.broadcast_to(labels[:, None, None, :], (len(labels), 4, 2, 3)).copy()
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+
+
+def test_mixup_blends_covers_labels_and_class_weights_alike():
+    class_weight = {0: 0.5, 1: 2.0, 2: 1.0}
+    mixed = inputs.mix_batches(_label_coloured_batches(), 0.4, class_weight, seed=7)
+    assert len(mixed.element_spec) == 3  # weights travel as sample weights
+    shares = []
+    for images, labels, weights in mixed:
+        np.testing.assert_allclose(
+            images.numpy(),
+            np.broadcast_to(labels.numpy()[:, None, None, :], images.shape),
+            atol=1e-6,
+        )
+        np.testing.assert_allclose(tf.reduce_sum(labels, axis=1).numpy(), 1.0, atol=1e-6)
+        np.testing.assert_allclose(
+            weights.numpy(), labels.numpy() @ np.array([0.5, 2.0, 1.0]), atol=1e-6
+        )
+        shares.extend(labels.numpy().max(axis=1))
+    assert min(shares) < 0.95  # some covers really are blends
+
+
+def test_mixup_draws_afresh_every_epoch_and_reproducibly_from_its_seed():
+    def epochs(seed, count=2):
+        mixed = inputs.mix_batches(_label_coloured_batches(), 0.4, seed=seed)
+        return [np.concatenate([labels.numpy() for _, labels in mixed]) for _ in range(count)]
+
+    first, second = epochs(seed=7)
+    assert not np.allclose(first, second)
+    np.testing.assert_array_equal(first, epochs(seed=7, count=1)[0])
+    assert not np.allclose(first, epochs(seed=8, count=1)[0])

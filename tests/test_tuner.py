@@ -81,8 +81,35 @@ def test_every_grid_point_ran_once_and_its_epochs_are_recorded(searched, tmp_pat
 
 def test_class_weights_option_weighs_classes_in_the_search(data):
     root, records = data
-    plain = trainer.tuner_fn(fn_args(root, records, model_options={"class_weights": False}))
+    plain = trainer.tuner_fn(
+        fn_args(root, records, model_options={"class_weights": False, "mixup": 0.0})
+    )
     assert "class_weight" not in plain.fit_kwargs
-    weighted = trainer.tuner_fn(fn_args(root, records, model_options={"class_weights": True}))
+    assert len(plain.fit_kwargs["x"].element_spec) == 2
+    weighted = trainer.tuner_fn(
+        fn_args(root, records, model_options={"class_weights": True, "mixup": 0.0})
+    )
     # 48 rows over 3 balanced categories: every weight is 1.
     assert weighted.fit_kwargs["class_weight"] == {0: 1.0, 1: 1.0, 2: 1.0}
+
+
+def test_mixup_carries_the_class_weights_in_the_data(data):
+    root, records = data
+    mixed = trainer.tuner_fn(
+        fn_args(root, records, model_options={"class_weights": True, "mixup": 0.2})
+    )
+    assert "class_weight" not in mixed.fit_kwargs
+    images, labels, weights = next(iter(mixed.fit_kwargs["x"]))
+    assert images.shape[1:] == (150, 100, 3) and labels.shape[1:] == (3,)
+    assert weights.shape == (labels.shape[0],)
+
+
+def test_early_stopping_only_where_the_schedule_has_no_set_end():
+    from models import model
+
+    for schedule in ("constant", "plateau"):
+        hp = model.default_hyperparameters(options={"lr_schedule": schedule})
+        (stop,) = trainer.early_stopping(hp, patience=7)
+        assert (stop.monitor, stop.mode, stop.patience) == ("val_accuracy", "max", 7)
+    hp = model.default_hyperparameters(options={"lr_schedule": "cosine"})
+    assert trainer.early_stopping(hp, patience=7) == []
