@@ -39,6 +39,13 @@ def grid_from(args: argparse.Namespace) -> tuple[tuple[float, ...], tuple[int, .
     return tuple(args.learning_rates or learning_rates), tuple(args.first_filters or first_filters)
 
 
+def epochs_from(args: argparse.Namespace, embedded: bool) -> int:
+    """The flag's Trainer epochs, else the embedded data's, else the real data's."""
+    if args.epochs:
+        return args.epochs
+    return configs.EMBEDDED_TRAIN_EPOCHS if embedded else configs.TRAIN_EPOCHS
+
+
 def batch_size_from(args: argparse.Namespace, embedded: bool) -> int:
     """The flag's batch size, else the embedded data's, else the preset's."""
     if args.batch_size:
@@ -88,7 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample every category down to the smallest selected one; --no-balance keeps "
         "up to --per-class books of each (pair it with --model-option class_weights=true)",
     )
-    p.add_argument("--epochs", type=int, default=configs.TRAIN_EPOCHS, help="Trainer epochs")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"Trainer epochs (default {configs.TRAIN_EPOCHS}; "
+        f"{configs.EMBEDDED_TRAIN_EPOCHS} for the embedded data)",
+    )
     p.add_argument(
         "--tuner-epochs",
         type=int,
@@ -215,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         learning_rates=learning_rates,
         first_filters=first_filters,
         tuner_epochs=args.tuner_epochs,
-        train_epochs=args.epochs,
+        train_epochs=epochs_from(args, embedded=not args.books_csv),
         batch_size=batch_size_from(args, embedded=not args.books_csv),
         model_options=model_options_from(args),
         mixed_precision=args.mixed_precision,

@@ -55,6 +55,9 @@ EMBEDDED_PER_CATEGORY = 40
 # 288 training covers make 2 steps an epoch at the seed's batch of 128, too few
 # for batch normalisation's moving statistics to settle; smaller batches fix it.
 EMBEDDED_BATCH_SIZE = 32
+# The generated covers are learnt within a few epochs; the cosine schedule runs
+# every epoch it is given (see TRAIN_PATIENCE), so the demo run gets few.
+EMBEDDED_TRAIN_EPOCHS = 20
 
 # --- Model hyperparameters -------------------------------------------------
 # The grid (Tuner choices): the seed's, and the default's (smaller first

@@ -26,6 +26,14 @@ def test_batch_size_follows_the_preset_unless_given():
     assert local_runner.batch_size_from(given, embedded=False) == 16
 
 
+def test_epochs_follow_the_data_unless_given():
+    default = local_runner.parse_args([])
+    assert local_runner.epochs_from(default, embedded=False) == configs.TRAIN_EPOCHS
+    assert local_runner.epochs_from(default, embedded=True) == configs.EMBEDDED_TRAIN_EPOCHS
+    given = local_runner.parse_args(["--epochs", "7"])
+    assert local_runner.epochs_from(given, embedded=True) == 7
+
+
 def test_every_documented_flag_parses():
     args = local_runner.parse_args(
         [
