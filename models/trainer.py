@@ -32,7 +32,11 @@ def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
 
 
 def _datasets(
-    fn_args, tf_transform_output, batch_size: int, hp: keras_tuner.HyperParameters, counts
+    fn_args,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    hp: keras_tuner.HyperParameters,
+    counts: list[int],
 ):
     """Training and validation data, and the class weights fit must apply: None when
     classes are not weighed, or when mixup carries them in the data as sample weights."""
@@ -172,7 +176,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     steps_per_epoch = max(1, -(-sum(counts) // batch_size))
     epochs = config.get("epochs", configs.TRAIN_EPOCHS)
-    logging.info("training examples per class %s, mixup %s", counts, hp.get("mixup"))
+    logging.info(
+        "training examples per class %s, class weights %s, mixup %s",
+        counts,
+        hp.get("class_weights"),
+        hp.get("mixup"),
+    )
 
     run_dir = fn_args.model_run_dir
     os.makedirs(run_dir, exist_ok=True)
