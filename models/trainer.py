@@ -36,10 +36,11 @@ def _datasets(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     hp: keras_tuner.HyperParameters,
-    counts: list[int],
+    counts: list[int] | None,
 ):
     """Training and validation data, and the class weights fit must apply: None when
-    classes are not weighed, or when mixup carries them in the data as sample weights."""
+    classes are not weighed, or when mixup carries them in the data as sample weights.
+    `counts` (examples per class) is needed only when classes are weighed."""
     key = model.input_key(hp)
     train = inputs.input_fn(
         fn_args.train_files, tf_transform_output, batch_size, shuffle=True, image_key=key
@@ -87,7 +88,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         project_name="cover_grid_search",
         seed=configs.SAMPLE_SEED,
     )
-    counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
+    counts = None
+    if hp.get("class_weights"):
+        counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
     train, evaluation, class_weight = _datasets(
         fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE), hp, counts
     )
