@@ -83,3 +83,27 @@ def write_result(
     print(json.dumps(result, indent=2))
     print(f"written to {path}")
     return result
+
+
+def epoch_stalls(epoch_seconds: list[float]) -> dict:
+    """How much of a training run's epoch time was idle waiting, from its epoch wall times.
+
+    The first epoch (tracing, warm-up) is left out. A clean epoch takes the first
+    quartile of the rest: a median would hide stalls when more than half the
+    epochs stall. ratio = epochs x first quartile / total (1.0: nothing idle).
+    """
+    import numpy as np
+
+    times = [float(t) for t in epoch_seconds[1:]]
+    if not times:
+        return {}
+    clean = float(np.percentile(times, 25))
+    total = sum(times)
+    return {
+        "epochs": len(times),
+        "first_quartile_s": round(clean, 2),
+        "total_s": round(total, 1),
+        "baseline_s": round(clean * len(times), 1),
+        "ratio": round(clean * len(times) / total, 3),
+        "slowest_over_first_quartile": round(max(times) / clean, 2),
+    }

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import os
+from typing import Callable
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from pipeline import configs
+
+# tf.data's autotuning is off for every dataset handed to Keras, with the
+# parallelism set here instead. An autotuned iterator runs a model thread that
+# sleeps between optimisations, twice as long each time (up to a minute), and
+# destroying the iterator waits for that sleep to end; Keras destroys and
+# recreates its iterators at every epoch boundary (training, validation and
+# MirroredStrategy's per-device iterators), which left epochs idle for up to
+# 60 s (benchmarks/README.md, "Epoch boundaries").
+PARALLEL_READS = 4
+PREFETCH_BATCHES = 2
+
+
+def parallel_calls() -> int:
+    """Batches transformed at once: one per core the process may use."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The dataset with tf.data's autotuning (and so its model thread) off."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def raw_feature_spec(tf_transform_output: tft.TFTransformOutput, keys: tuple[str, ...]) -> dict:
@@ -21,19 +46,28 @@ def input_fn(
     shuffle: bool,
     seed: int = configs.SAMPLE_SEED,
     image_key: str = configs.IMAGE_KEY,
+    replicas: int = 1,
+    replica: int = 0,
 ) -> tf.data.Dataset:
     """(normalised image batch, one-hot label batch), one pass over the files.
 
     The Transform graph runs here rather than being materialised: a transformed
     cover is 180 KB of float32 against about 5 KB of JPEG, so decoding on the fly
     keeps disk and page cache small at the price of some CPU per epoch.
+
+    With several `replicas`, this is replica `replica`'s share: every replica
+    reads the same global batches of `batch_size * replicas` serialized
+    examples in the same order (seeded, deterministic) and decodes only every
+    replicas-th of them, so all replicas see the same number of batches. A last
+    global batch too small to give each replica an example is dropped.
     """
     files = tf.data.Dataset.list_files(file_patterns, shuffle=shuffle, seed=seed)
     dataset = files.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=4,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not shuffle,
+        cycle_length=PARALLEL_READS,
+        num_parallel_calls=PARALLEL_READS,
+        # Replicas must agree on the order; alone, order only matters for eval.
+        deterministic=not shuffle or replicas > 1,
     )
     if shuffle:
         dataset = dataset.shuffle(configs.SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
@@ -44,8 +78,48 @@ def input_fn(
         transformed = tft_layer(tf.io.parse_example(serialized, spec))
         return transformed[image_key], transformed[configs.LABEL_KEY]
 
-    dataset = dataset.batch(batch_size).map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size * replicas)
+    if replicas > 1:
+        dataset = dataset.filter(lambda s: tf.shape(s)[0] >= replicas).map(
+            lambda s: s[replica::replicas]
+        )
+    dataset = dataset.map(to_model_inputs, num_parallel_calls=parallel_calls())
+    return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
+
+
+def weigh_classes(dataset: tf.data.Dataset, class_weight: dict[int, float]) -> tf.data.Dataset:
+    """(images, labels, sample weights): each example weighs as its class does.
+
+    What Keras' `class_weight` does, but inside the data, so it also works on a
+    distributed dataset (which Keras cannot map).
+    """
+    weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+    return dataset.map(
+        lambda images, labels: (images, labels, tf.linalg.matvec(labels, weights)),
+        num_parallel_calls=parallel_calls(),
+    )
+
+
+def distribute(
+    strategy: tf.distribute.Strategy, make_dataset: Callable[[int, int], tf.data.Dataset]
+):
+    """`make_dataset(replicas, replica)` as `strategy`'s input.
+
+    One replica: the dataset itself. Several: each replica iterates its own
+    share of the data directly (PER_REPLICA, no fetch to device), so no
+    MultiDeviceIterator is made: its per-device datasets are autotuned whatever
+    the source's options say, and would bring the idle epoch boundaries back.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return make_dataset(1, 0)
+    options = tf.distribute.InputOptions(
+        experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA,
+        experimental_fetch_to_device=False,
+    )
+    return strategy.distribute_datasets_from_function(
+        lambda context: make_dataset(context.num_input_pipelines, context.input_pipeline_id),
+        options,
+    )
 
 
 def mix_batches(
@@ -81,7 +155,8 @@ def mix_batches(
             return blend(images), blend(labels)
         return blend(images), blend(labels), blend(tf.linalg.matvec(labels, weights))
 
-    return tf.data.Dataset.zip((dataset, seeds)).map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+    mixed = tf.data.Dataset.zip((dataset, seeds)).map(mix, num_parallel_calls=parallel_calls())
+    return without_autotune(mixed)
 
 
 def class_counts(file_patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> list[int]:

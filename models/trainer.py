@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 
 import keras
 import keras_tuner
@@ -31,28 +32,71 @@ def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
     return vocabulary
 
 
-def _datasets(
+def training_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over the GPUs, or over the logical CPUs TensorFlow was given;
+    on a single device the default strategy, which needs no distributed input."""
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    return tf.distribute.get_strategy()
+
+
+def datasets(
     fn_args,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     hp: keras_tuner.HyperParameters,
     counts: list[int] | None,
+    strategy: tf.distribute.Strategy | None = None,
 ):
-    """Training and validation data, and the class weights fit must apply: None when
-    classes are not weighed, or when mixup carries them in the data as sample weights.
-    `counts` (examples per class) is needed only when classes are weighed."""
+    """Training and validation data for `strategy`'s replicas, `batch_size` each.
+
+    Class weights travel in the training data as sample weights (blended with
+    the labels under mixup). `counts` (examples per class) is needed only when
+    classes are weighed.
+    """
     key = model.input_key(hp)
-    train = inputs.input_fn(
-        fn_args.train_files, tf_transform_output, batch_size, shuffle=True, image_key=key
-    )
-    evaluation = inputs.input_fn(
-        fn_args.eval_files, tf_transform_output, batch_size, shuffle=False, image_key=key
-    )
     class_weight = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
-    if hp.get("mixup"):
-        train = inputs.mix_batches(train, hp.get("mixup"), class_weight)
-        class_weight = None
-    return train, evaluation, class_weight
+
+    def train(replicas: int, replica: int) -> tf.data.Dataset:
+        data = inputs.input_fn(
+            fn_args.train_files,
+            tf_transform_output,
+            batch_size,
+            shuffle=True,
+            image_key=key,
+            replicas=replicas,
+            replica=replica,
+        )
+        if hp.get("mixup"):
+            return inputs.mix_batches(data, hp.get("mixup"), class_weight)
+        return inputs.weigh_classes(data, class_weight) if class_weight else data
+
+    def evaluation(replicas: int, replica: int) -> tf.data.Dataset:
+        return inputs.input_fn(
+            fn_args.eval_files,
+            tf_transform_output,
+            batch_size,
+            shuffle=False,
+            image_key=key,
+            replicas=replicas,
+            replica=replica,
+        )
+
+    strategy = strategy or tf.distribute.get_strategy()
+    return inputs.distribute(strategy, train), inputs.distribute(strategy, evaluation)
+
+
+class EpochSeconds(keras.callbacks.Callback):
+    """Puts each epoch's wall time, validation included, in the logs as `epoch_seconds`,
+    so history.json and TensorBoard show where training waited."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
 def early_stopping(
@@ -91,7 +135,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     counts = None
     if hp.get("class_weights"):
         counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
-    train, evaluation, class_weight = _datasets(
+    train, evaluation = datasets(
         fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE), hp, counts
     )
     stop = keras.callbacks.EarlyStopping(
@@ -104,8 +148,6 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         "callbacks": [stop],
         "verbose": 2,
     }
-    if class_weight:
-        fit_kwargs["class_weight"] = class_weight
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
 
 
@@ -161,23 +203,24 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     num_classes = num_classes_of(tf_transform_output)
     hp = hyperparameters_from(fn_args)
-    strategy = tf.distribute.MirroredStrategy()
+    strategy = training_strategy()
     replicas = strategy.num_replicas_in_sync
-    batch_size = config.get("batch_size", configs.BATCH_SIZE) * replicas
+    batch_size = config.get("batch_size", configs.BATCH_SIZE)
     policy = (
         "mixed_float16"
         if use_mixed_precision(config.get("mixed_precision", configs.MIXED_PRECISION))
         else "float32"
     )
     logging.info(
-        "training on %d replica(s), global batch %d, policy %s", replicas, batch_size, policy
+        "training on %d replica(s), global batch %d, policy %s",
+        replicas,
+        batch_size * replicas,
+        policy,
     )
 
     counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
-    train, evaluation, class_weight = _datasets(
-        fn_args, tf_transform_output, batch_size, hp, counts
-    )
-    steps_per_epoch = max(1, -(-sum(counts) // batch_size))
+    train, evaluation = datasets(fn_args, tf_transform_output, batch_size, hp, counts, strategy)
+    steps_per_epoch = max(1, -(-sum(counts) // (batch_size * replicas)))
     epochs = config.get("epochs", configs.TRAIN_EPOCHS)
     logging.info(
         "training examples per class %s, class weights %s, mixup %s",
@@ -191,6 +234,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     backup_base = config.get("backup_dir") or os.path.join(run_dir, "backup")
     best_weights = os.path.join(run_dir, "best.weights.h5")
     callbacks = [
+        EpochSeconds(),  # first, so every later callback sees the time in the logs
         keras.callbacks.BackupAndRestore(backup_dir_for(backup_base, fn_args, hp.values, config)),
         keras.callbacks.ModelCheckpoint(
             best_weights,
@@ -210,7 +254,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             train,
             validation_data=evaluation,
             epochs=epochs,
-            class_weight=class_weight,
             callbacks=callbacks,
             verbose=2,
         )

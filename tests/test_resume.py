@@ -15,7 +15,7 @@ EPOCHS = 8
 
 def start_training(job_path):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.resume_job", job_path],
+        [sys.executable, "-m", "tests.run_fn_job", job_path],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -5,6 +5,7 @@ import csv
 import itertools
 import json
 
+import numpy as np
 import pytest
 from tfx import v1 as tfx
 
@@ -79,18 +80,31 @@ def test_every_grid_point_ran_once_and_its_epochs_are_recorded(searched, tmp_pat
     assert json.loads((tmp_path / grid_tuner.TRIALS_JSON).read_text()) == rows
 
 
-def test_class_weights_option_weighs_classes_in_the_search(data):
-    root, records = data
+def test_class_weights_travel_in_the_data_as_sample_weights(tmp_path):
+    root = tmp_path
+    tiny_model.build_transform_graph(str(root))
+    # Unbalanced: 12 Art, 12 History, 4 Poetry covers.
+    rows = [r for i, r in enumerate(tiny_model.raw_rows(36)) if i % 3 != 2 or i < 12]
+    records = tiny_model.write_tfrecords(str(root / "train.gz"), rows)
     plain = trainer.tuner_fn(
         fn_args(root, records, model_options={"class_weights": False, "mixup": 0.0})
     )
-    assert "class_weight" not in plain.fit_kwargs
     assert len(plain.fit_kwargs["x"].element_spec) == 2
     weighted = trainer.tuner_fn(
         fn_args(root, records, model_options={"class_weights": True, "mixup": 0.0})
     )
-    # 48 rows over 3 balanced categories: every weight is 1.
-    assert weighted.fit_kwargs["class_weight"] == {0: 1.0, 1: 1.0, 2: 1.0}
+    assert "class_weight" not in weighted.fit_kwargs
+    expected = np.array([28 / 36, 28 / 36, 28 / 12])  # total / (classes x count)
+    seen = 0
+    for _, labels, weights in weighted.fit_kwargs["x"]:
+        np.testing.assert_allclose(weights.numpy(), labels.numpy() @ expected, rtol=1e-6)
+        seen += len(weights)
+    assert seen == 28
+
+
+def test_tuner_datasets_run_without_tf_data_autotuning(searched):
+    for dataset in (searched.fit_kwargs["x"], searched.fit_kwargs["validation_data"]):
+        assert dataset.options().autotune.enabled is False
 
 
 def test_mixup_carries_the_class_weights_in_the_data(data):
