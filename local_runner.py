@@ -167,6 +167,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="concurrent downloads per Beam worker",
     )
     p.add_argument(
+        "--download-deadline",
+        type=float,
+        default=configs.DOWNLOAD_DEADLINE_S,
+        metavar="S",
+        help="seconds one attempt at one cover may take in all, redirects included "
+        f"(default {configs.DOWNLOAD_DEADLINE_S:g}; a stuck host costs this x attempts)",
+    )
+    p.add_argument(
         "--output-dir",
         default=configs.OUTPUT_DIR,
         help="where everything is written (default ./outputs)",
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         per_class=args.per_class or configs.PER_CLASS,
         balance=args.balance,
         cache_dir=os.path.join(output_dir, "cache", "covers"),
-        fetch=FetchConfig(connections=args.connections),
+        fetch=FetchConfig(connections=args.connections, deadline_s=args.download_deadline),
     )
     learning_rates, first_filters = grid_from(args)
     metadata_path = os.path.join(output_dir, "metadata.sqlite")
@@ -239,7 +247,11 @@ def main(argv: list[str] | None = None) -> dict:
         beam_pipeline_args=pipeline.direct_runner_args(args.direct_num_workers),
     )
     started = time.monotonic()
-    tfx.orchestration.LocalDagRunner().run(bookcover)
+    try:
+        tfx.orchestration.LocalDagRunner().run(bookcover)
+    except books_csv.CsvFormatError as e:
+        # The user's file, not the pipeline, is at fault: one line, no traceback.
+        sys.exit(f"bookcover: {e}")
     summary = run_summary.build_summary(connection, configs.PIPELINE_NAME)
     summary["report"] = report.write_report(output_dir, summary)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)

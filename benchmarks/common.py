@@ -85,6 +85,20 @@ def write_result(
     return result
 
 
+def trainer_epochs(output_dir: str) -> dict:
+    """The Trainer's epoch wall times in a pipeline output, and how much of them stalled."""
+    import glob
+
+    paths = glob.glob(
+        os.path.join(output_dir, "pipeline", "Trainer", "model_run", "*", "history.json")
+    )
+    if not paths:
+        return {}
+    with open(max(paths, key=os.path.getmtime)) as f:
+        seconds = json.load(f).get("epoch_seconds", [])
+    return {"epoch_seconds": [round(s, 2) for s in seconds], **epoch_stalls(seconds)}
+
+
 def epoch_stalls(epoch_seconds: list[float]) -> dict:
     """How much of a training run's epoch time was idle waiting, from its epoch wall times.
 

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import write_result
+from benchmarks.common import trainer_epochs, write_result
 
 COMMAND = "python -m benchmarks.e2e"
 
@@ -35,6 +35,7 @@ def timed_run(output_dir: str) -> tuple[float, dict]:
 def main() -> dict:
     with tempfile.TemporaryDirectory(prefix="bookcover-e2e-") as output_dir:
         first_s, first = timed_run(output_dir)
+        epochs = trainer_epochs(output_dir)
         print(f"first run: {first_s:.1f} s, test accuracy {first['test_accuracy']:.3f}")
         rerun_s, rerun = timed_run(output_dir)
         print(f"cached rerun: {rerun_s:.1f} s")
@@ -53,6 +54,7 @@ def main() -> dict:
         blessed=first["blessed"],
         components_first_run={n: c for n, c in first["components"].items()},
         executed_on_rerun=executed_again,
+        trainer_epochs=epochs,
     )
 
 

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import BOOKCOVERS, start_bookcovers_server, write_result
+from benchmarks.common import BOOKCOVERS, start_bookcovers_server, trainer_epochs, write_result
 from pipeline import configs
 
 COMMAND = "python -m benchmarks.quality"
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     (graph_uri,) = glob.glob(os.path.join(out, "pipeline", "Transform", "transform_graph", "*"))
     class_names = report.category_names(graph_uri)
     matrix = evaluation.confusion_matrix(evaluation_uri, len(class_names))
+    epochs = trainer_epochs(out)
     baseline = None if args.skip_baseline else seed_method(examples_uri)
     total_s = time.monotonic() - started
     if not args.output_dir:
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         pipeline_seconds=round(pipeline_s, 1),
         total_seconds=round(total_s, 1),
         components={k: v["wall_time_s"] for k, v in summary["components"].items()},
+        trainer_epochs=epochs,
     )
 
 

@@ -18,6 +18,21 @@ AUTHORS_COLUMN = "authors"
 IMAGE_COLUMN = "image"
 CATEGORIES_COLUMN = "categories"
 REQUIRED_COLUMNS = (TITLE_COLUMN, IMAGE_COLUMN, CATEGORIES_COLUMN)
+# A list field nested deeper than this is junk (real ones are flat), and
+# literal_eval would recurse on it until Python's stack gives out.
+MAX_LIST_DEPTH = 4
+# Real descriptions reach a few hundred KB; a field past this is a swallowed
+# file (an unterminated quote) or junk, and is counted, not parsed.
+MAX_FIELD_CHARS = 1_000_000
+# NUL bytes make Python 3.10's csv module abort the whole file; they are
+# swapped for this private-use character before parsing, and a row holding
+# one is counted as `nul_byte`.
+NUL_STANDIN = "\ue000"
+BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+class CsvFormatError(ValueError):
+    """The file cannot be read as books_data.csv; the message names the file and line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +51,27 @@ class ReadResult:
     books: list[Book]
     skipped: collections.Counter  # reason -> rows
     rows_read: int
+    lines: int = 0  # physical lines after the header
+    encoding: str = "utf-8"
+    undecodable_bytes: int = 0  # replaced by U+FFFD; their rows are still read
+
+    @property
+    def lines_not_starting_a_row(self) -> int:
+        """The file's data lines less the rows read: line breaks inside quoted fields
+        (real descriptions have them) and blank lines."""
+        return self.lines - self.rows_read
+
+
+def list_depth(text: str) -> int:
+    """How deeply brackets nest in `text` (quotes are not special: a guard, not a parser)."""
+    depth = deepest = 0
+    for char in text:
+        if char == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "]":
+            depth -= 1
+    return deepest
 
 
 def parse_list_field(text: str) -> list[str]:
@@ -44,6 +80,8 @@ def parse_list_field(text: str) -> list[str]:
     if not text:
         return []
     if text.startswith("["):
+        if list_depth(text) > MAX_LIST_DEPTH:
+            raise ValueError(f"lists nested deeper than {MAX_LIST_DEPTH}")
         value = ast.literal_eval(text)  # raises ValueError / SyntaxError on junk
         if not isinstance(value, list):
             raise ValueError(f"not a list: {text!r}")
@@ -51,48 +89,100 @@ def parse_list_field(text: str) -> list[str]:
     return [text]
 
 
+def decode_csv(data: bytes) -> tuple[str, str, int]:
+    """(text, encoding, undecodable bytes): a byte-order mark names the encoding
+    (UTF-8, as spreadsheets save "CSV UTF-8", or UTF-16); without one, UTF-8."""
+    encoding = "utf-8"
+    for bom, declared in BOMS:
+        if data.startswith(bom):
+            data, encoding = data[len(bom) :], declared
+            break
+    text = data.decode(encoding, errors="replace")
+    undecodable = text.count("\ufffd") - data.count("\ufffd".encode(encoding))
+    return text, encoding, max(0, undecodable)
+
+
 def read_books(path: str) -> ReadResult:
-    """Reads every row; unusable rows are counted by reason, never raised."""
-    # Descriptions in the real file exceed csv's default 128 KiB field limit.
+    """Reads every row; unusable rows are counted by reason, never raised.
+
+    What cannot be counted stops the read with a CsvFormatError naming the file
+    and the line: a missing column, or a quoted field that opens and never closes.
+    """
+    # Descriptions in the real file exceed csv's default 128 KiB field limit;
+    # over-long fields are counted below instead.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     books: list[Book] = []
     skipped: collections.Counter = collections.Counter()
     rows_read = 0
     # fileio reads local paths and gs:// or s3:// alike (Kubeflow pipeline roots).
     with fileio.open(path, "rb") as f:
-        text = f.read().decode("utf-8", errors="replace")
+        text, encoding, undecodable = decode_csv(f.read())
+    text = text.replace("\x00", NUL_STANDIN)
     with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(
+            raise CsvFormatError(
                 f"{path}: missing required column(s) {', '.join(missing)}; "
                 f"found {reader.fieldnames}"
             )
+        header_lines = reader.line_num
+        first_line = last_line = header_lines
         for rows_read, record in enumerate(reader, start=1):
+            first_line, last_line = last_line + 1, reader.line_num
             book, reason = _parse_record(rows_read, record)
             if book is None:
                 skipped[reason] += 1
             else:
                 books.append(book)
-    return ReadResult(books=books, skipped=skipped, rows_read=rows_read)
+    _check_quotes_closed(path, text, first_line, last_line)
+    lines = len(io.StringIO(text, newline="").readlines()) - header_lines
+    return ReadResult(books, skipped, rows_read, lines, encoding, undecodable)
+
+
+def _check_quotes_closed(path: str, text: str, first_line: int, last_line: int) -> None:
+    """Stops the read when the last row ends inside a quoted field: the csv module
+    then silently makes the rest of the file one field."""
+    if last_line <= first_line:
+        return
+    # Split as the csv reader counts lines (\n, \r\n or \r), not as str.splitlines does.
+    rest = "".join(io.StringIO(text, newline="").readlines()[first_line - 1 :])
+    try:
+        for _ in csv.reader(io.StringIO(rest, newline=""), strict=True):
+            pass
+    except csv.Error as e:
+        if "unexpected end of data" not in str(e):
+            return
+        raise CsvFormatError(
+            f"{path}: line {first_line}: a quoted field opens in this row and is never "
+            f"closed, so the rest of the file (to line {last_line}) would be read as one "
+            "field; close or remove the quote and rerun"
+        ) from None
 
 
 def _parse_record(row: int, record: dict) -> tuple[Book | None, str]:
     if None in record:  # more fields than the header: a broken row
         return None, "malformed_row"
+    values = [v for v in record.values() if isinstance(v, str)]
+    if any(NUL_STANDIN in v for v in values):
+        return None, "nul_byte"
+    if any(len(v) > MAX_FIELD_CHARS for v in values):
+        return None, "field_too_long"
     image_url = (record.get(IMAGE_COLUMN) or "").strip()
     if not image_url:
         return None, "no_image"
+    categories_text = record.get(CATEGORIES_COLUMN) or ""
+    if list_depth(categories_text) > MAX_LIST_DEPTH:
+        return None, "nested_too_deep"
     try:
-        categories = parse_list_field(record.get(CATEGORIES_COLUMN) or "")
-    except (ValueError, SyntaxError):
+        categories = parse_list_field(categories_text)
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
         return None, "bad_categories"
     if not categories:
         return None, "no_category"
     try:
         authors = tuple(parse_list_field(record.get(AUTHORS_COLUMN) or ""))
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
         authors = ()
     title = (record.get(TITLE_COLUMN) or "").strip()
     return Book(row, title, authors, image_url, categories[0]), ""

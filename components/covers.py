@@ -5,27 +5,42 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import hashlib
+import heapq
 import io
+import itertools
 import os
 import random
+import re
+import socket
 import threading
 import time
 import urllib.parse
 import warnings
+import zlib
 
 import requests
+import urllib3
 from PIL import Image
+from requests.adapters import HTTPAdapter
 from tfx.dsl.io import fileio
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from pipeline import configs
 
+# "<_io.BytesIO object at 0x7f...>" and the like say nothing to a reader of failures.csv.
+OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>(, )?")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+CHUNK_BYTES = 64 * 1024
 
 
 class CoverError(Exception):
     """A cover that could not be used; `reason` is a short stable key for counting."""
 
     def __init__(self, reason: str, detail: str = ""):
+        detail = OBJECT_REPR.sub("", detail)
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -35,6 +50,9 @@ class CoverError(Exception):
 class FetchConfig:
     connect_timeout_s: float = configs.CONNECT_TIMEOUT_S
     read_timeout_s: float = configs.READ_TIMEOUT_S
+    # The whole of one attempt (connect, headers, body): per-read timeouts
+    # never fire against a server that drips a byte at a time.
+    deadline_s: float = configs.DOWNLOAD_DEADLINE_S
     max_retries: int = configs.MAX_RETRIES
     backoff_base_s: float = configs.BACKOFF_BASE_S
     backoff_max_s: float = configs.BACKOFF_MAX_S
@@ -46,15 +64,108 @@ class FetchConfig:
     jpeg_quality: int = configs.JPEG_QUALITY
 
 
+class _Deadlines:
+    """One watchdog thread that shuts a socket down when its download's deadline passes.
+
+    A blocked read then returns at once, wherever it is (headers or body), and
+    the download fails as `deadline`. Each download thread sets its deadline
+    before it asks for a connection; the connection registers its socket here
+    when it sends a request.
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._ids = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def start(self, deadline: float) -> None:
+        self._local.deadline, self._local.watches = deadline, []
+
+    def finish(self) -> bool:
+        """Stops watching this thread's sockets; True when the deadline had passed."""
+        with self._wake:
+            for watch in getattr(self._local, "watches", []):
+                self._live.discard(watch)
+        deadline = getattr(self._local, "deadline", None)
+        self._local.deadline, self._local.watches = None, []
+        return deadline is not None and time.monotonic() >= deadline
+
+    def watch(self, sock: socket.socket | None) -> None:
+        deadline = getattr(self._local, "deadline", None)
+        if sock is None or deadline is None:
+            return
+        with self._wake:
+            watch = next(self._ids)
+            self._live.add(watch)
+            self._local.watches.append(watch)
+            heapq.heappush(self._heap, (deadline, watch, sock))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cover-deadlines")
+                self._thread.daemon = True
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)  # finished in time
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                deadline, watch, sock = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(watch)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
+
+
+DEADLINES = _Deadlines()
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self, *args, **kwargs):
+        DEADLINES.watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self, *args, **kwargs):
+        DEADLINES.watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
 def make_session(connections: int) -> requests.Session:
-    """One pooled session per worker; retries are ours, so the adapter makes none."""
+    """One pooled session per worker. Retries and redirects are ours, so the adapter
+    makes none; every socket it opens is watched against its download's deadline."""
     session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=connections, pool_maxsize=connections, max_retries=0
-    )
+    adapter = HTTPAdapter(pool_connections=connections, pool_maxsize=connections, max_retries=0)
+    adapter.poolmanager.pool_classes_by_scheme = {
+        "http": _WatchedHTTPPool,
+        "https": _WatchedHTTPSPool,
+    }
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = "bookcover-pipeline/0.1"
+    # Bodies are capped on the bytes we keep: ask for them uncompressed.
+    session.headers["Accept-Encoding"] = "identity"
     return session
 
 
@@ -118,42 +229,94 @@ class _RetryableError(CoverError):
 
 
 def _http_get(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
+    """One attempt, redirects included, within cfg.deadline_s."""
+    DEADLINES.start(time.monotonic() + cfg.deadline_s)
     try:
-        response = session.get(
-            url, timeout=(cfg.connect_timeout_s, cfg.read_timeout_s), stream=True
+        data = _follow_redirects(url, session, cfg)
+    except CoverError:
+        if DEADLINES.finish():
+            raise _RetryableError("deadline", f"{url}: not done in {cfg.deadline_s:g} s") from None
+        raise
+    # A socket shut at the deadline can also look like a body that just ended.
+    if DEADLINES.finish():
+        raise _RetryableError("deadline", f"{url}: not done in {cfg.deadline_s:g} s")
+    return data
+
+
+def _follow_redirects(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
+    """Our own redirect loop: requests would read (and decompress) every 3xx body in
+    full before following it, past any cap; here 3xx bodies are never read."""
+    for _ in range(MAX_REDIRECTS + 1):
+        with _request(url, session, cfg) as response:
+            status = response.status_code
+            if status not in REDIRECT_STATUS:
+                return _read_body(response, url, cfg)
+            location = response.headers.get("Location")
+        if not location:
+            raise CoverError("bad_redirect", f"{url}: HTTP {status} without a Location")
+        url = urllib.parse.urljoin(url, location)
+        if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+            raise CoverError("bad_redirect", f"redirect to {url}: only http(s) is followed")
+    raise CoverError("too_many_redirects", f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
+def _request(url: str, session: requests.Session, cfg: FetchConfig) -> requests.Response:
+    # The adapter, not session.get: even with allow_redirects=False, requests'
+    # Session reads a 3xx body in full to prepare the next request.
+    prepared = session.prepare_request(requests.Request("GET", url))
+    settings = session.merge_environment_settings(url, {}, True, None, None)
+    settings["stream"] = True
+    try:
+        return session.get_adapter(url).send(
+            prepared, timeout=(cfg.connect_timeout_s, cfg.read_timeout_s), **settings
         )
     except requests.Timeout as e:
-        raise _RetryableError("timeout", str(e)) from e
+        raise _RetryableError("timeout", f"{url}: {e}") from e
     except requests.ConnectionError as e:
-        raise _RetryableError("connection_error", str(e)) from e
+        raise _RetryableError("connection_error", f"{url}: {e}") from e
     except requests.RequestException as e:
         raise CoverError("request_error", f"{url}: {e}") from e
-    with response:
-        status = response.status_code
-        if status in RETRYABLE_STATUS:
-            raise _RetryableError(
-                f"http_{status}", f"HTTP {status}", response.headers.get("Retry-After")
-            )
-        if status >= 400:
-            raise CoverError(f"http_{status}", url)
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cfg.max_bytes:
-            raise CoverError("too_large", f"{url} declares {declared} bytes")
-        return _read_capped(response, url, cfg.max_bytes)
 
 
-def _read_capped(response: requests.Response, url: str, max_bytes: int) -> bytes:
+def _read_body(response: requests.Response, url: str, cfg: FetchConfig) -> bytes:
+    status = response.status_code
+    if status in RETRYABLE_STATUS:
+        raise _RetryableError(
+            f"http_{status}", f"HTTP {status}", response.headers.get("Retry-After")
+        )
+    if status >= 400:
+        raise CoverError(f"http_{status}", url)
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cfg.max_bytes:
+        raise CoverError("too_large", f"{url} declares {declared} bytes")
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+        raise CoverError("unsupported_encoding", f"{url} is sent as {encoding!r}")
+    # Raw bytes: urllib3 would decompress each read in full, whatever its size.
+    decompressor = None if encoding in ("identity", "") else zlib.decompressobj(wbits=47)
     chunks, size = [], 0
     try:
-        for chunk in response.iter_content(64 * 1024):
+        for chunk in response.raw.stream(CHUNK_BYTES, decode_content=False):
+            if decompressor is not None:
+                chunk = decompressor.decompress(chunk, cfg.max_bytes + 1 - size)
+                if decompressor.unconsumed_tail:
+                    raise CoverError("too_large", f"{url} decompresses to over {cfg.max_bytes}")
             size += len(chunk)
-            if size > max_bytes:
-                raise CoverError("too_large", f"{url} is over {max_bytes} bytes")
+            if size > cfg.max_bytes:
+                raise CoverError("too_large", f"{url} is over {cfg.max_bytes} bytes")
             chunks.append(chunk)
-    except requests.RequestException as e:  # includes read timeouts mid-body
-        raise _RetryableError(
-            "timeout" if "timed out" in str(e) else "connection_error", str(e)
-        ) from e
+    except zlib.error as e:
+        raise CoverError(
+            "bad_encoding", f"{url}: {encoding} body does not decompress: {e}"
+        ) from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+        # Raw reads raise urllib3's errors: read timeouts mid-body, a socket the
+        # deadline shut (then reported as `deadline` by _http_get).
+        timed_out = "timed out" in str(e).lower()
+        reason = "timeout" if timed_out else "connection_error"
+        raise _RetryableError(reason, f"{url}: {e}") from e
+    if decompressor is None and declared.isdigit() and size < int(declared):
+        raise _RetryableError("incomplete_body", f"{url}: {size} of {declared} bytes")
     return b"".join(chunks)
 
 

@@ -125,7 +125,8 @@ def _categories_section(analysis_uri: str | None, report_dir: str) -> str:
     )
     return (
         "<h2 id='categories'>Category analysis</h2>"
-        f"<p>{facts['usable_rows']:,} usable books of {facts['rows_read']:,} rows read, in "
+        f"<p>{facts['usable_rows']:,} usable books of {facts['rows_read']:,} rows read"
+        f"{_skipped_rows(facts)}, in "
         f"{facts['categories_total']} categories; the {facts['categories_covering_half']} "
         f"largest cover half of the books. Selected (highlighted): "
         f"{len(selected)} categories, {facts['selected_books']:,} books sampled.</p>"
@@ -133,6 +134,21 @@ def _categories_section(analysis_uri: str | None, report_dir: str) -> str:
         "<table><tr><th>category</th><th>books</th><th>cumulative share</th></tr>"
         f"{rows}</table>{more}"
     )
+
+
+def _skipped_rows(facts: dict) -> str:
+    """Why rows were left out, and how the file's lines reconcile with its rows."""
+    skipped = facts.get("skipped_rows") or {}
+    parts = [f"{n:,} {reason.replace('_', ' ')}" for reason, n in skipped.items()]
+    text = f" (skipped: {', '.join(parts)})" if parts else ""
+    if facts.get("data_lines") is not None:
+        text += (
+            f"; {facts['data_lines']:,} data lines, {facts['lines_not_starting_a_row']:,} "
+            "of them inside quoted line breaks or blank"
+        )
+    if facts.get("undecodable_bytes"):
+        text += f"; {facts['undecodable_bytes']:,} bytes not {facts['csv_encoding']}, replaced"
+    return html.escape(text)
 
 
 def _data_section(summary: dict, statistics_uri: str | None, anomalies_uri: str | None) -> str:

@@ -84,7 +84,22 @@ def build_summary(connection_config, pipeline_name: str) -> dict:
     analysis_uri = first_uri(outputs, "CoverExampleGen", "category_analysis")
     if analysis_uri:
         with open(os.path.join(analysis_uri, analysis.ANALYSIS_FILE)) as f:
-            summary["categories"] = json.load(f)["selected_categories"]
+            facts = json.load(f)
+        summary["categories"] = facts["selected_categories"]
+        summary["csv"] = {
+            k: facts[k]
+            for k in (
+                "csv",
+                "csv_encoding",
+                "undecodable_bytes",
+                "data_lines",
+                "rows_read",
+                "lines_not_starting_a_row",
+                "usable_rows",
+                "skipped_rows",
+            )
+            if k in facts
+        }
         with open(os.path.join(analysis_uri, analysis.INGEST_FILE)) as f:
             ingest = json.load(f)
         summary["examples"] = ingest["examples"]

@@ -104,3 +104,53 @@ def slow(delay_s: float, then: Handler) -> Handler:
 
 def redirect(location: str) -> Handler:
     return send_status(302, {"Location": location})
+
+
+def drip(interval_s: float, declared_bytes: int = 10_000, headers_too: bool = False) -> Handler:
+    """Promises a body and sends it a byte every `interval_s`, for as long as it is read;
+    with `headers_too`, drips the header block itself."""
+
+    def handler(request, attempt):
+        if headers_too:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n":
+                request.wfile.write(bytes([byte]))
+                request.wfile.flush()
+                time.sleep(interval_s)
+        request.send_response(200)
+        request.send_header("Content-Type", "image/jpeg")
+        request.send_header("Content-Length", str(declared_bytes))
+        request.end_headers()
+        request.wfile.flush()
+        for _ in range(declared_bytes):
+            request.wfile.write(b"\xff")
+            request.wfile.flush()
+            time.sleep(interval_s)
+
+    return handler
+
+
+def send_with_body(status: int, body: bytes, headers: dict) -> Handler:
+    """Any status with a body (e.g. a redirect that carries one) and its headers."""
+
+    def handler(request, attempt):
+        request.send_response(status)
+        for key, value in headers.items():
+            request.send_header(key, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    return handler
+
+
+def echo_headers() -> Handler:
+    """Answers with the request's headers as text (to see what the client asked for)."""
+
+    def handler(request, attempt):
+        body = str(request.headers).encode()
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    return handler

@@ -109,3 +109,73 @@ def test_count_selected_categories_reads_the_csv(tmp_path):
     path.write_text(HEADER + "".join(rows))
     assert books_csv.count_selected_categories(str(path), min_books=3) == 2
     assert books_csv.count_selected_categories(str(path), top_k=3) == 3
+
+
+GOOD_ROW = "Good {i},,['A'],http://x/{i}.jpg,,,,,['Fiction'],\n"
+
+
+def test_a_spreadsheets_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "books.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + GOOD_ROW.format(i=1)).encode())
+    result = books_csv.read_books(str(path))
+    assert [b.title for b in result.books] == ["Good 1"]
+    assert result.encoding == "utf-8"
+    path.write_bytes(
+        (HEADER + GOOD_ROW.format(i=2) + "Überbuch,,,http://x/ü.jpg,,,,,['Art'],\n").encode(
+            "utf-16"
+        )
+    )
+    result = books_csv.read_books(str(path))
+    assert [b.title for b in result.books] == ["Good 2", "Überbuch"]
+    assert result.encoding == "utf-16-le"
+
+
+def test_hostile_rows_are_counted_by_reason_and_the_rest_still_read(tmp_path):
+    path = tmp_path / "books.csv"
+    deep = "[" * 3000 + "]" * 3000
+    path.write_text(
+        HEADER
+        + GOOD_ROW.format(i=1)
+        + "Nul\x00byte,,['A'],http://x/n.jpg,,,,,['Fiction'],\n"
+        + f"Deep,,['A'],http://x/d.jpg,,,,,{deep},\n"
+        + f"Long,\"{'x' * (books_csv.MAX_FIELD_CHARS + 1)}\",['A'],http://x/l.jpg,,,,,['Art'],\n"
+        + "Deep authors,,"
+        + deep
+        + ",http://x/a.jpg,,,,,['Art'],\n"
+        + "\n"
+        + GOOD_ROW.format(i=2)
+    )
+    result = books_csv.read_books(str(path))
+    assert [b.title for b in result.books] == ["Good 1", "Deep authors", "Good 2"]
+    assert result.books[1].authors == ()
+    assert dict(result.skipped) == {"nul_byte": 1, "nested_too_deep": 1, "field_too_long": 1}
+    assert result.rows_read == 6
+    assert result.lines == 7 and result.lines_not_starting_a_row == 1  # the blank line
+
+
+def test_invalid_utf8_is_replaced_and_counted(tmp_path):
+    path = tmp_path / "books.csv"
+    path.write_bytes(HEADER.encode() + b"Caf\xe9,,['A'],http://x/1.jpg,,,,,['Fiction'],\n")
+    result = books_csv.read_books(str(path))
+    assert result.books[0].title == "Caf\ufffd"
+    assert result.undecodable_bytes == 1
+
+
+def test_an_unterminated_quote_stops_with_the_file_and_line(tmp_path):
+    path = tmp_path / "books.csv"
+    path.write_text(
+        HEADER
+        + GOOD_ROW.format(i=1)
+        + "Broken,\"never closed,['A'],http://x/b.jpg,,,,,['Art'],\n"
+        + GOOD_ROW.format(i=2)
+        + GOOD_ROW.format(i=3)
+    )
+    with pytest.raises(books_csv.CsvFormatError, match=r"books\.csv: line 3: a quoted field"):
+        books_csv.read_books(str(path))
+
+
+def test_quoted_line_breaks_reconcile_lines_with_rows(tmp_path):
+    path = tmp_path / "books.csv"
+    path.write_text(HEADER + "Multi,\"one\ntwo\nthree\",['A'],http://x/1.jpg,,,,,['Art'],\n")
+    result = books_csv.read_books(str(path))
+    assert (result.rows_read, result.lines, result.lines_not_starting_a_row) == (1, 3, 2)

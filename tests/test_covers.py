@@ -1,5 +1,7 @@
 """Cover fetching against a real, misbehaving HTTP server on 127.0.0.1."""
 
+import dataclasses
+import gzip
 import io
 import random
 import time
@@ -152,3 +154,72 @@ def test_backoff_grows_and_respects_retry_after():
     assert covers.backoff_delay(9, cfg) <= 10.0
     assert covers.backoff_delay(0, cfg, retry_after="7") == 7.0
     assert covers.backoff_delay(0, cfg, retry_after="600") == 10.0
+
+
+DEADLINE = dataclasses.replace(FAST, deadline_s=1.0, max_retries=1)
+
+
+@pytest.mark.parametrize("headers_too", [False, True], ids=["body", "headers"])
+def test_a_server_that_drips_bytes_forever_meets_the_deadline(server, session, headers_too):
+    # One byte every 0.2 s: the per-read timeout (0.5 s) never fires.
+    server.routes["/drip.jpg"] = cs.drip(0.2, headers_too=headers_too)
+    started = time.monotonic()
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/drip.jpg", cfg=DEADLINE)
+    elapsed = time.monotonic() - started
+    assert e.value.reason == "deadline"
+    assert server.requests["/drip.jpg"] == 2  # deadline x attempts
+    assert elapsed < 2 * DEADLINE.deadline_s + 1.5
+    # The pool and the session still work after the shut sockets.
+    server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
+    assert_cover(fetch(server, session, "/ok.jpg")[0])
+
+
+def test_redirect_bodies_are_never_read(server, session):
+    bomb = gzip.compress(b"\0" * (50 * FAST.max_bytes))
+    server.routes["/moved.jpg"] = cs.send_with_body(
+        302, bomb, {"Location": "/ok.jpg", "Content-Encoding": "gzip"}
+    )
+    server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
+    assert_cover(fetch(server, session, "/moved.jpg")[0])
+
+
+def test_redirects_stop_after_five_hops_and_only_to_http(server, session):
+    for hop in range(7):
+        server.routes[f"/hop{hop}"] = cs.redirect(f"/hop{hop + 1}")
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/hop0")
+    assert e.value.reason == "too_many_redirects"
+    assert server.requests["/hop5"] == 1 and server.requests["/hop6"] == 0
+    server.routes["/to-ftp"] = cs.redirect("ftp://example.invalid/a.jpg")
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/to-ftp")
+    assert e.value.reason == "bad_redirect"
+
+
+def test_bodies_are_asked_for_uncompressed_and_capped_when_compressed_anyway(server, session):
+    server.routes["/headers"] = cs.echo_headers()
+    asked = session.get(server.url + "/headers").text.lower()
+    assert "accept-encoding: identity" in asked
+    jpeg = images.jpeg()
+    server.routes["/zipped.jpg"] = cs.send_with_body(
+        200, gzip.compress(jpeg), {"Content-Encoding": "gzip"}
+    )
+    assert_cover(fetch(server, session, "/zipped.jpg")[0])
+    bomb = gzip.compress(b"\0" * (50 * FAST.max_bytes))  # small on the wire
+    assert len(bomb) < FAST.max_bytes
+    server.routes["/bomb.jpg"] = cs.send_with_body(200, bomb, {"Content-Encoding": "gzip"})
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/bomb.jpg")
+    assert e.value.reason == "too_large"
+
+
+def test_failure_details_carry_no_object_reprs(server, session):
+    server.routes["/page.html"] = cs.send_bytes(b"<html></html>", "text/html")
+    with pytest.raises(covers.CoverError) as e:
+        fetch(server, session, "/page.html")
+    assert " object at 0x" not in str(e.value)
+    with pytest.raises(covers.CoverError) as e:
+        covers.download_cover("http://127.0.0.1:9/x.jpg", session, FAST, covers.CoverCache(None))
+    assert e.value.reason == "connection_error"
+    assert " object at 0x" not in str(e.value)

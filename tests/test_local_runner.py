@@ -60,6 +60,8 @@ def test_every_documented_flag_parses():
             "0.3",
             "--connections",
             "4",
+            "--download-deadline",
+            "12.5",
             "--output-dir",
             "o",
             "--direct-num-workers",
@@ -68,6 +70,7 @@ def test_every_documented_flag_parses():
         ]
     )
     assert args.balance is False
+    assert args.download_deadline == 12.5
     assert (args.categories, args.min_books, args.per_class) == (5, 30, 9)
     assert args.learning_rates == [1e-3, 5e-4] and args.first_filters == [16]
 

@@ -40,7 +40,12 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
     plot_cumulative_share(table, os.path.join(out_dir, PLOT_FILE), len(categories))
     summary = {
         "csv": csv_path,
+        "csv_encoding": read.encoding,
+        "undecodable_bytes": read.undecodable_bytes,
+        "data_lines": read.lines,
         "rows_read": read.rows_read,
+        # Reconciles lines with rows: line breaks inside quoted fields, blank lines.
+        "lines_not_starting_a_row": read.lines_not_starting_a_row,
         "usable_rows": len(read.books),
         "skipped_rows": dict(sorted(read.skipped.items())),
         "categories_total": len(table),
