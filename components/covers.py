@@ -15,9 +15,9 @@ import socket
 import threading
 import time
 import urllib.parse
-import warnings
 import zlib
 
+import numpy as np
 import requests
 import urllib3
 from PIL import Image
@@ -320,27 +320,65 @@ def _read_body(response: requests.Response, url: str, cfg: FetchConfig) -> bytes
     return b"".join(chunks)
 
 
-def to_cover_jpeg(data: bytes, cfg: FetchConfig) -> bytes:
-    """Decodes any Pillow-readable image, guards size, converts to RGB, resizes, re-encodes."""
-    with warnings.catch_warnings():
-        # Pillow warns between max_pixels and 2x, and raises beyond; both are bombs to us.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = cfg.max_pixels
-        try:
-            image = Image.open(io.BytesIO(data))
-            image.load()  # header-only opens accept truncated files
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise CoverError("decompression_bomb", str(e)) from e
-        except (OSError, SyntaxError, ValueError) as e:
-            raise CoverError("not_an_image", str(e)) from e
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
-    if image.mode in ("P", "PA", "LA", "RGBA"):
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """The decoded image, if it is one of configs.IMAGE_FORMATS within `max_pixels`.
+
+    The size comes from the header before any pixel is decoded, and no
+    process-wide setting is touched (downloads run in many threads); only the
+    accepted formats' decoders are tried, so no other (EPS: Ghostscript) runs.
+    """
+    try:
+        image = Image.open(io.BytesIO(data), formats=configs.IMAGE_FORMATS)
+    except Image.DecompressionBombError as e:  # Pillow's own, far larger, limit
+        raise CoverError("decompression_bomb", str(e)) from None
+    except Image.UnidentifiedImageError:
+        found = _sniff_format(data)
+        if found:
+            raise CoverError(
+                "unsupported_format",
+                f"{found}; accepted: {', '.join(configs.IMAGE_FORMATS)}",
+            ) from None
+        raise CoverError("not_an_image", f"{len(data)} bytes in no known image format") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CoverError("not_an_image", str(e)) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise CoverError(
+            "decompression_bomb", f"{width}x{height} pixels, over the limit of {max_pixels}"
+        )
+    try:
+        image.load()  # header-only opens accept truncated files
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CoverError("not_an_image", str(e)) from None
+    return image
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The name of an image format Pillow knows but the project does not accept."""
+    try:
+        return Image.open(io.BytesIO(data)).format
+    except Exception:  # noqa: BLE001 - only naming what was refused
+        return None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB as the served model decodes the same file (models/preprocessing.decode_covers):
+    transparency composited on white, 16-bit samples reduced to their high byte."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # convert("L") would clip every 16-bit sample above 255 to white.
+        samples = np.asarray(image, dtype=np.uint32) >> 8
+        image = Image.fromarray(np.clip(samples, 0, 255).astype(np.uint8), "L")
+    if image.mode in ("P", "PA", "LA", "RGBA") or "transparency" in image.info:
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image)
-    image = image.convert("RGB").resize((cfg.width, cfg.height), Image.Resampling.LANCZOS)
+    return image.convert("RGB")
+
+
+def to_cover_jpeg(data: bytes, cfg: FetchConfig) -> bytes:
+    """Decodes an accepted image, guards its size, converts to RGB, resizes, re-encodes."""
+    image = to_rgb(open_image(data, cfg.max_pixels))
+    image = image.resize((cfg.width, cfg.height), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=cfg.jpeg_quality)
     return out.getvalue()

@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import tensorflow as tf
 
     from components import covers
+    from models import serving_client
 
     serve = tf.saved_model.load(args.model_dir).signatures["serving_default"]
     config = covers.FetchConfig()
@@ -34,9 +35,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{source}: cannot read ({e})", file=sys.stderr)
                 continue
             except tf.errors.InvalidArgumentError as e:
-                print(
-                    f"{source}: not a usable image ({e.message.splitlines()[0]})", file=sys.stderr
-                )
+                reason = serving_client.error_line(e.message)
+                print(f"{source}: not a usable image ({reason})", file=sys.stderr)
                 continue
             names = [n.decode() for n in output["top_categories"].numpy()[0]]
             scores = [float(s) for s in output["top_scores"].numpy()[0]]

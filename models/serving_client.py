@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import re
+import sys
 from collections.abc import Sequence
 
 import requests
@@ -47,3 +49,35 @@ def predict_rest(
     if response.status_code != 200:
         raise ValueError(f"TF Serving answered {response.status_code}: {body.get('error', body)}")
     return parse_predictions(body)
+
+
+def error_line(message: str) -> str:
+    """The reason in a TensorFlow or TF Serving error, as one line: the served graph's
+    own check message ("image over 40000000 pixels ...") when there is one."""
+    found = re.search(r"assertion failed: \[([^\]]*)\]", message)
+    if found:
+        return found.group(1)
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+def predict_each(
+    base_url: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
+) -> list[dict]:
+    """One result per image, in order. TF Serving fails a whole batch for one bad image,
+    so after a failed batch each image is asked for alone; a bad one gets
+    {"error": one line}, printed to stderr, and the rest are still classified."""
+    try:
+        return predict_rest(base_url, model_name, images, timeout_s)
+    except ValueError:
+        if len(images) == 1:
+            raise
+    results = []
+    for i, image in enumerate(images):
+        try:
+            (result,) = predict_rest(base_url, model_name, [image], timeout_s)
+        except ValueError as e:
+            result = {"error": error_line(str(e))}
+            print(f"image {i}: {result['error']}", file=sys.stderr)
+        results.append(result)
+    return results

@@ -50,6 +50,10 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
+# The image formats accepted, the same in ingestion and serving: the ones
+# TensorFlow's decode_image reads, so a served cover decodes as its training
+# twin did. Others (WebP, TIFF, EPS, ...) are refused on both sides.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 MAX_FAILURE_SHARE = 0.2
 
 # --- Embedded default dataset (generated, see pipeline/embedded_data.py) --

@@ -1,10 +1,14 @@
 """The exported SavedModel's serving contract, in process (and against TF Serving if present)."""
 
 import base64
+import http.server
+import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -80,8 +84,29 @@ def test_no_training_serving_skew(exported, tmp_path):
 
 def test_bytes_that_are_not_an_image_give_invalid_argument(exported):
     _, _, _, loaded = exported
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not an image in an accepted"):
         serve(loaded, [images.jpeg(), b"<html>not an image</html>"])
+
+
+def test_a_pixel_bomb_is_refused_from_its_header_and_the_next_request_served(exported):
+    _, _, _, loaded = exported
+    bomb = images.bomb_png(20000)  # about 50 KB, 400 million pixels
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(tf.errors.InvalidArgumentError, match="over 40000000 pixels") as e:
+        serve(loaded, [images.jpeg(), bomb])
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200  # decoding it would take 1.2 GB
+    assert serving_client.error_line(e.value.message).startswith("image over 40000000 pixels")
+    assert serve(loaded, [images.jpeg()])["probabilities"].shape == (1, 3)
+
+
+def test_images_over_the_byte_limit_are_refused(exported):
+    _, _, _, loaded = exported
+    padded = images.jpeg() + b"\0" * configs.MAX_IMAGE_BYTES
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=f"over {configs.MAX_IMAGE_BYTES} bytes"
+    ):
+        serve(loaded, [padded])
 
 
 def test_empty_batch_returns_empty_outputs(exported):
@@ -154,7 +179,8 @@ def test_predict_command_reads_files_and_urls(exported, tmp_path, capsys):
     assert [r["source"] for r in results] == [str(cover_file), server.url + "/c.png"]
     assert all(r["category"] in tiny_model.CATEGORIES and len(r["top"]) == 3 for r in results)
     assert "top 3:" in captured.out
-    assert "junk.jpg: not a usable image" in captured.err
+    assert "junk.jpg: not a usable image (not an image in an accepted format" in captured.err
+    assert all(len(line) < 300 for line in captured.err.splitlines())
 
 
 def free_port() -> int:
@@ -196,3 +222,56 @@ def test_tensorflow_model_server_serves_the_model_over_rest(exported):
     finally:
         server.terminate()
         server.wait(10)
+
+
+class RestLikeTfServing:
+    """The real SavedModel behind TF Serving's REST predict API on 127.0.0.1: the row
+    format in and out, and a 400 with {"error": ...} when the graph refuses a batch."""
+
+    def __init__(self, loaded):
+        signature = loaded.signatures["serving_default"]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                try:
+                    status, answer = (
+                        200,
+                        encode_like_tf_serving(
+                            signature(**decode_like_tf_serving(body, signature))
+                        ),
+                    )
+                except tf.errors.InvalidArgumentError as e:
+                    status, answer = 400, {"error": e.message}
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_rest_client_reports_each_bad_image_in_one_line_and_classifies_the_rest(exported, capsys):
+    _, _, _, loaded = exported
+    server = RestLikeTfServing(loaded)
+    batch = [images.jpeg(), images.bomb_png(20000), b"junk", images.png()]
+    try:
+        results = serving_client.predict_each(server.url, "bookcover", batch)
+    finally:
+        server.close()
+    assert [("error" in r) for r in results] == [False, True, True, False]
+    assert results[1]["error"].startswith("image over 40000000 pixels")
+    assert results[2]["error"].startswith("not an image in an accepted format")
+    assert results[0]["category"] in tiny_model.CATEGORIES
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"image 1: {results[1]['error']}", f"image 2: {results[2]['error']}"]
