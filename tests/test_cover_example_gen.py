@@ -1,12 +1,15 @@
 """The real CoverExampleGen component against a misbehaving HTTP server on 127.0.0.1."""
 
 import csv
+import dataclasses
 import glob
+import gzip
 import json
 import os
 
 import pytest
 import tensorflow as tf
+from PIL import Image
 from tfx import v1 as tfx
 
 from components.cover_example_gen import CoverExampleGen
@@ -134,3 +137,52 @@ def test_too_many_failures_stop_the_run_with_a_clear_message(server, tmp_path):
     settings = IngestSettings(top_k=2, per_class=None, balance=False, fetch=FETCH)
     with pytest.raises(Exception, match=r"4 of 10 covers \(40%\) failed, over the allowed 20%"):
         run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "run", settings)
+
+
+def test_hostile_csv_rows_and_servers_end_as_counts_and_every_good_cover_is_kept(server, tmp_path):
+    """A spreadsheet's CSV (BOM, a NUL byte, a nesting bomb) and hostile hosts (one that
+    drips bytes forever, a redirect whose body is a gzip bomb, a WebP cover)."""
+    good = [(f"Good {i}", f"/good{i}.jpg", "A" if i % 2 else "B") for i in range(24)]
+    for i, (_, path, _) in enumerate(good):
+        server.routes[path] = cs.send_bytes(images.jpeg(color=(10 * i, 80, 120)))
+    bomb_body = gzip.compress(b"\0" * 20_000_000)
+    server.routes["/redirected.jpg"] = cs.send_with_body(
+        302, bomb_body, {"Location": "/target.jpg", "Content-Encoding": "gzip"}
+    )
+    server.routes["/target.jpg"] = cs.send_bytes(images.jpeg(color=(250, 250, 10)))
+    server.routes["/drip.jpg"] = cs.drip(0.2)
+    server.routes["/cover.webp"] = cs.send_bytes(
+        images.encode(Image.new("RGB", (60, 90)), "WEBP"), "image/webp"
+    )
+    path = tmp_path / "books_data.csv"
+    write_csv(
+        path,
+        [(t, server.url + p, c) for t, p, c in good]
+        + [
+            ("Redirected", server.url + "/redirected.jpg", "A"),
+            ("Drip", server.url + "/drip.jpg", "B"),
+            ("WebP", server.url + "/cover.webp", "A"),
+        ],
+    )
+    deep = "[" * 5000 + "]" * 5000
+    with open(path, "a", newline="") as f:
+        f.write(f"Nul\0title,,['A'],{server.url}/good1.jpg,,,,,['A'],\n")
+        f.write(f"Deep,,['A'],{server.url}/good2.jpg,,,,,{deep},\n")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # saved as "CSV UTF-8"
+    settings = IngestSettings(
+        top_k=2,
+        per_class=None,
+        balance=False,
+        fetch=dataclasses.replace(FETCH, deadline_s=1.0, max_retries=1),
+    )
+    counts = run_example_gen(str(path), tmp_path / "run", settings)
+    assert counts["failed_by_reason"] == {"deadline": 1, "unsupported_format": 1}
+    assert counts["downloaded"] == 25  # every good cover, the redirected one included
+    assert counts["duplicates_dropped"] == 0
+    assert sum(n for split in counts["examples"].values() for n in split.values()) == 25
+    (analysis_dir,) = glob.glob(str(tmp_path / "run/root/CoverExampleGen/category_analysis/*"))
+    with open(os.path.join(analysis_dir, "category_analysis.json")) as f:
+        facts = json.load(f)
+    assert facts["skipped_rows"] == {"nested_too_deep": 1, "nul_byte": 1}
+    assert (facts["rows_read"], facts["usable_rows"], facts["data_lines"]) == (29, 27, 29)
+    assert facts["csv_encoding"] == "utf-8"
