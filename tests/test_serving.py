@@ -275,3 +275,23 @@ def test_rest_client_reports_each_bad_image_in_one_line_and_classifies_the_rest(
     assert results[0]["category"] in tiny_model.CATEGORIES
     err = capsys.readouterr().err.splitlines()
     assert err == [f"image 1: {results[1]['error']}", f"image 2: {results[2]['error']}"]
+
+
+def test_transform_features_gives_labels_from_the_category_alone(exported):
+    """TFMA's path: examples without usable images still get their one-hot labels."""
+    _, output, _, loaded = exported
+    vocabulary = [v.decode() for v in output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)]
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    configs.CATEGORY_KEY: tf.train.Feature(
+                        bytes_list=tf.train.BytesList(value=[name.encode()])
+                    )
+                }
+            )
+        ).SerializeToString()
+        for name in reversed(vocabulary)
+    ]
+    labels = loaded.signatures["transform_features"](examples=tf.constant(examples))
+    np.testing.assert_array_equal(labels[configs.LABEL_KEY].numpy(), np.eye(3)[::-1])
