@@ -82,7 +82,7 @@ def test_every_grid_point_ran_once_and_its_epochs_are_recorded(searched, tmp_pat
 
 def test_class_weights_travel_in_the_data_as_sample_weights(tmp_path):
     root = tmp_path
-    tiny_model.build_transform_graph(str(root))
+    _, output = tiny_model.build_transform_graph(str(root))
     # Unbalanced: 12 Art, 12 History, 4 Poetry covers.
     rows = [r for i, r in enumerate(tiny_model.raw_rows(36)) if i % 3 != 2 or i < 12]
     records = tiny_model.write_tfrecords(str(root / "train.gz"), rows)
@@ -94,7 +94,9 @@ def test_class_weights_travel_in_the_data_as_sample_weights(tmp_path):
         fn_args(root, records, model_options={"class_weights": True, "mixup": 0.0})
     )
     assert "class_weight" not in weighted.fit_kwargs
-    expected = np.array([28 / 36, 28 / 36, 28 / 12])  # total / (classes x count)
+    per_category = {"Art": 28 / 36, "History": 28 / 36, "Poetry": 28 / 12}  # total/(3 x n)
+    vocabulary = [v.decode() for v in output.vocabulary_by_name("category")]
+    expected = np.array([per_category[name] for name in vocabulary])
     seen = 0
     for _, labels, weights in weighted.fit_kwargs["x"]:
         np.testing.assert_allclose(weights.numpy(), labels.numpy() @ expected, rtol=1e-6)
