@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 import requests
+import tensorflow as tf
 import urllib3
 from PIL import Image
 from requests.adapters import HTTPAdapter
@@ -170,12 +171,16 @@ def make_session(connections: int) -> requests.Session:
 
 
 def read_local(path: str, max_bytes: int) -> bytes:
+    """A file's bytes through TFX's file I/O: local paths and gs://, s3:// or any other
+    filesystem TensorFlow knows."""
     try:
-        with open(path, "rb") as f:
+        if not fileio.exists(path):
+            raise CoverError("missing_file", path)
+        with fileio.open(path, "rb") as f:
             data = f.read(max_bytes + 1)
-    except FileNotFoundError as e:
-        raise CoverError("missing_file", path) from e
-    except OSError as e:
+    except CoverError:
+        raise
+    except (OSError, tf.errors.OpError) as e:
         raise CoverError("unreadable_file", f"{path}: {e}") from e
     if len(data) > max_bytes:
         raise CoverError("too_large", f"{path} is over {max_bytes} bytes")
@@ -210,6 +215,8 @@ def fetch_url(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
         path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url
         return read_local(path, cfg.max_bytes)
     if parsed.scheme not in ("http", "https"):
+        if parsed.scheme in tf.io.gfile.get_registered_schemes():  # gs://, s3://, ...
+            return read_local(url, cfg.max_bytes)
         raise CoverError("unsupported_scheme", url)
     for attempt in range(cfg.max_retries + 1):
         last_try = attempt == cfg.max_retries

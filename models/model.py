@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import keras
 import keras_tuner
+from tfx.dsl.io import fileio
 
 from models.augmentation import augmentation
 from pipeline import configs
@@ -108,7 +108,7 @@ def load_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) ->
     elif weights == "imagenet":
         source = "imagenet"
     else:
-        if not os.path.isfile(weights):
+        if not fileio.exists(weights) or fileio.isdir(weights):
             raise BackboneWeightsError(
                 f"backbone_weights={weights!r}: no such file; give the path of a {name} "
                 "weights file (include_top=False), 'imagenet', or 'random'"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+
+from tfx.dsl.io import fileio
 
 HISTORY_FILE = "history.json"
 CURVES_FILE = "training_curves.png"
@@ -11,8 +14,9 @@ CURVES_FILE = "training_curves.png"
 
 def save_history(history: dict, out_dir: str) -> None:
     clean = {k: [float(v) for v in values] for k, values in history.items()}
-    with open(os.path.join(out_dir, HISTORY_FILE), "w") as f:
-        json.dump(clean, f, indent=2)
+    # Through TFX's file I/O: on a cluster out_dir is a gs:// or s3:// URI.
+    with fileio.open(os.path.join(out_dir, HISTORY_FILE), "w") as f:
+        f.write(json.dumps(clean, indent=2))
     plot_history(clean, os.path.join(out_dir, CURVES_FILE))
 
 
@@ -37,5 +41,8 @@ def plot_history(history: dict, path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    with fileio.open(path, "wb") as f:
+        f.write(png.getvalue())

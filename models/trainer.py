@@ -14,6 +14,7 @@ import keras_tuner
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 
 from components.grid_tuner import RecordingGridSearch
 from models import export, inputs, model, reports
@@ -230,7 +231,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
 
     run_dir = fn_args.model_run_dir
-    os.makedirs(run_dir, exist_ok=True)
+    # Every path here may be a gs:// or s3:// URI on a cluster: fileio, never os.
+    fileio.makedirs(run_dir)
     backup_base = config.get("backup_dir") or os.path.join(run_dir, "backup")
     best_weights = os.path.join(run_dir, "best.weights.h5")
     callbacks = [
@@ -257,7 +259,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             callbacks=callbacks,
             verbose=2,
         )
-        if os.path.exists(best_weights):
+        if fileio.exists(best_weights):
             cnn.load_weights(best_weights)
     reports.save_history(history.history, run_dir)
     export.export_model(cnn, tf_transform_output, fn_args.serving_model_dir)
