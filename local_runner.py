@@ -33,29 +33,19 @@ def model_option(text: str) -> tuple[str, object]:
     return name, parsed
 
 
-def grid_from(args: argparse.Namespace) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """(learning rates, first filters): the flags', else the preset's grid."""
-    learning_rates, first_filters = configs.GRIDS[args.model_preset]
-    return tuple(args.learning_rates or learning_rates), tuple(args.first_filters or first_filters)
+def training_settings_from(args: argparse.Namespace):
+    """The model preset with the flags' overrides (pipeline/presets.py, shared with Kubeflow)."""
+    from pipeline import presets
 
-
-def epochs_from(args: argparse.Namespace, embedded: bool) -> int:
-    """The flag's Trainer epochs, else the embedded data's, else the real data's."""
-    if args.epochs:
-        return args.epochs
-    return configs.EMBEDDED_TRAIN_EPOCHS if embedded else configs.TRAIN_EPOCHS
-
-
-def batch_size_from(args: argparse.Namespace, embedded: bool) -> int:
-    """The flag's batch size, else the embedded data's, else the preset's."""
-    if args.batch_size:
-        return args.batch_size
-    return configs.EMBEDDED_BATCH_SIZE if embedded else configs.BATCH_SIZES[args.model_preset]
-
-
-def model_options_from(args: argparse.Namespace) -> dict:
-    """The preset's options with the --model-option overrides applied."""
-    return {**configs.MODEL_PRESETS[args.model_preset], **dict(args.model_option)}
+    return presets.resolve(
+        args.model_preset,
+        learning_rates=args.learning_rates,
+        first_filters=args.first_filters,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        model_options=dict(args.model_option),
+        embedded=not args.books_csv,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -223,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
         cache_dir=os.path.join(output_dir, "cache", "covers"),
         fetch=FetchConfig(connections=args.connections, deadline_s=args.download_deadline),
     )
-    learning_rates, first_filters = grid_from(args)
+    training = training_settings_from(args)
     metadata_path = os.path.join(output_dir, "metadata.sqlite")
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
     bookcover = pipeline.create_pipeline(
@@ -233,12 +223,12 @@ def main(argv: list[str] | None = None) -> dict:
         csv_name=os.path.basename(csv_path),
         ingest_settings=settings,
         serving_model_dir=os.path.join(output_dir, "serving_model"),
-        learning_rates=learning_rates,
-        first_filters=first_filters,
+        learning_rates=training.learning_rates,
+        first_filters=training.first_filters,
         tuner_epochs=args.tuner_epochs,
-        train_epochs=epochs_from(args, embedded=not args.books_csv),
-        batch_size=batch_size_from(args, embedded=not args.books_csv),
-        model_options=model_options_from(args),
+        train_epochs=training.train_epochs,
+        batch_size=training.batch_size,
+        model_options=training.model_options,
         mixed_precision=args.mixed_precision,
         accuracy_floor=args.accuracy_floor,
         trainer_backup_dir=os.path.join(output_dir, "trainer_backup"),

@@ -42,11 +42,18 @@ def build(config: dict):
     from tfx import v1 as tfx
 
     from components.cover_example_gen.settings import IngestSettings
-    from pipeline import pipeline
+    from pipeline import pipeline, presets
 
     root = config["pipeline_root"].rstrip("/")
     books_csv = config["books_csv"]
-    preset = config.get("model_preset", "default")
+    training = presets.resolve(
+        config.get("model_preset", "default"),
+        learning_rates=config.get("learning_rates"),
+        first_filters=config.get("first_filters"),
+        batch_size=config.get("batch_size"),
+        epochs=config.get("epochs"),
+        model_options=config.get("model_options"),
+    )
     bookcover = pipeline.create_pipeline(
         pipeline_name=config.get("pipeline_name", configs.PIPELINE_NAME),
         pipeline_root=root,
@@ -59,13 +66,12 @@ def build(config: dict):
             cache_dir=f"{root}/cache/covers",
         ),
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
-        train_epochs=config.get("epochs", configs.TRAIN_EPOCHS),
+        learning_rates=training.learning_rates,
+        first_filters=training.first_filters,
+        train_epochs=training.train_epochs,
         tuner_epochs=config.get("tuner_epochs", configs.TUNER_EPOCHS),
-        batch_size=config.get("batch_size", configs.BATCH_SIZES[preset]),
-        model_options={
-            **configs.MODEL_PRESETS[preset],
-            **config.get("model_options", {}),
-        },
+        batch_size=training.batch_size,
+        model_options=training.model_options,
         mixed_precision=config.get("mixed_precision", configs.MIXED_PRECISION),
         trainer_backup_dir=f"{root}/trainer_backup",
         beam_pipeline_args=list(config.get("beam_pipeline_args", [])),

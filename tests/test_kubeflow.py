@@ -130,3 +130,43 @@ def test_trainer_batch_size_follows_the_model_preset(preset, batch_size):
     if isinstance(custom_config, str):
         custom_config = json.loads(custom_config)
     assert custom_config["batch_size"] == batch_size == configs.BATCH_SIZES[preset]
+
+
+def test_seed_preset_compiles_to_what_local_runner_runs():
+    """One preset resolution: the seed preset on Kubeflow is the seed grid at batch 128,
+    exactly as `local_runner.py --model-preset seed` runs it on real data."""
+    import local_runner
+
+    bookcover = runner.build(
+        {
+            "pipeline_root": "gs://bucket/bookcover",
+            "books_csv": "gs://bucket/data/books_data.csv",
+            "model_preset": "seed",
+        }
+    )
+    configs_by_id = {}
+    for component in bookcover.components:
+        if component.id in ("Tuner", "Trainer"):
+            config = component.exec_properties["custom_config"]
+            configs_by_id[component.id] = json.loads(config) if isinstance(config, str) else config
+    local = local_runner.training_settings_from(
+        local_runner.parse_args(["--books-csv", "b.csv", "--model-preset", "seed"])
+    )
+    for config in configs_by_id.values():
+        assert config["learning_rates"] == list(configs.SEED_LEARNING_RATES)
+        assert config["first_filters"] == list(configs.SEED_FIRST_FILTERS)
+        assert config["batch_size"] == 128 == local.batch_size
+        assert config["model_options"] == local.model_options == configs.SEED_MODEL_OPTIONS
+    assert configs_by_id["Trainer"]["epochs"] == local.train_epochs
+    grid = runner.build(
+        {
+            "pipeline_root": "gs://b/r",
+            "books_csv": "gs://b/d/books_data.csv",
+            "learning_rates": [3e-4],
+            "first_filters": [20],
+        }
+    )
+    (tuner,) = [c for c in grid.components if c.id == "Tuner"]
+    config = tuner.exec_properties["custom_config"]
+    config = json.loads(config) if isinstance(config, str) else config
+    assert (config["learning_rates"], config["first_filters"]) == ([3e-4], [20])

@@ -8,30 +8,35 @@ import local_runner
 from pipeline import configs
 
 
+def settings(argv):
+    return local_runner.training_settings_from(local_runner.parse_args(argv))
+
+
 def test_defaults_are_the_configured_ones():
     args = local_runner.parse_args([])
     assert args.books_csv is None
-    assert local_runner.grid_from(args) == (configs.LEARNING_RATES, configs.FIRST_FILTERS)
-    seed = local_runner.parse_args(["--model-preset", "seed", "--first-filters", "8"])
-    assert local_runner.grid_from(seed) == (configs.SEED_LEARNING_RATES, (8,))
+    default = settings(["--books-csv", "b.csv"])
+    assert (default.learning_rates, default.first_filters) == (
+        configs.LEARNING_RATES,
+        configs.FIRST_FILTERS,
+    )
+    seed = settings(["--model-preset", "seed", "--first-filters", "8"])
+    assert (seed.learning_rates, seed.first_filters) == (configs.SEED_LEARNING_RATES, (8,))
     assert args.direct_num_workers == configs.DIRECT_NUM_WORKERS
 
 
 def test_batch_size_follows_the_preset_unless_given():
-    default, seed = local_runner.parse_args([]), local_runner.parse_args(["--model-preset", "seed"])
-    assert local_runner.batch_size_from(default, embedded=False) == configs.BATCH_SIZE == 64
-    assert local_runner.batch_size_from(seed, embedded=False) == configs.SEED_BATCH_SIZE == 128
-    assert local_runner.batch_size_from(seed, embedded=True) == configs.EMBEDDED_BATCH_SIZE
-    given = local_runner.parse_args(["--model-preset", "seed", "--batch-size", "16"])
-    assert local_runner.batch_size_from(given, embedded=False) == 16
+    real = ["--books-csv", "b.csv"]
+    assert settings(real).batch_size == configs.BATCH_SIZE == 64
+    assert settings([*real, "--model-preset", "seed"]).batch_size == configs.SEED_BATCH_SIZE == 128
+    assert settings(["--model-preset", "seed"]).batch_size == configs.EMBEDDED_BATCH_SIZE
+    assert settings([*real, "--model-preset", "seed", "--batch-size", "16"]).batch_size == 16
 
 
 def test_epochs_follow_the_data_unless_given():
-    default = local_runner.parse_args([])
-    assert local_runner.epochs_from(default, embedded=False) == configs.TRAIN_EPOCHS
-    assert local_runner.epochs_from(default, embedded=True) == configs.EMBEDDED_TRAIN_EPOCHS
-    given = local_runner.parse_args(["--epochs", "7"])
-    assert local_runner.epochs_from(given, embedded=True) == 7
+    assert settings(["--books-csv", "b.csv"]).train_epochs == configs.TRAIN_EPOCHS
+    assert settings([]).train_epochs == configs.EMBEDDED_TRAIN_EPOCHS
+    assert settings(["--epochs", "7"]).train_epochs == 7
 
 
 def test_every_documented_flag_parses():
@@ -108,7 +113,7 @@ def test_model_preset_and_options_reach_the_model_options():
             "float32",
         ]
     )
-    options = local_runner.model_options_from(args)
+    options = local_runner.training_settings_from(args).model_options
     assert options == {
         **configs.SEED_MODEL_OPTIONS,
         "augment": True,
@@ -116,7 +121,7 @@ def test_model_preset_and_options_reach_the_model_options():
         "dropout": 1.0,
     }
     assert args.mixed_precision == "float32"
-    assert local_runner.model_options_from(local_runner.parse_args([])) == configs.MODEL_OPTIONS
+    assert settings([]).model_options == configs.MODEL_OPTIONS
 
 
 @pytest.mark.parametrize(
