@@ -26,8 +26,10 @@ def timed_run(output_dir: str) -> tuple[float, dict]:
         )
     elapsed = time.monotonic() - start
     if done.returncode:
-        with open(log_path) as f:
-            sys.exit(f"local_runner.py failed:\n{f.read()[-5000:]}")
+        with open(log_path, errors="replace") as f:
+            # Readable lines only: a failed Beam step can dump raw image bytes.
+            lines = [line for line in f if len(line) < 400 and "\\x" not in line]
+        sys.exit("local_runner.py failed:\n" + "".join(lines[-60:]))
     with open(os.path.join(output_dir, "run_summary.json")) as f:
         return elapsed, json.load(f)
 
