@@ -92,3 +92,52 @@ def test_cover_uris_on_any_fileio_filesystem_are_read():
 def test_backbone_weights_path_is_checked_through_fileio():
     with pytest.raises(model.BackboneWeightsError, match="no such file"):
         model.load_backbone("MobileNetV2", "ram://nowhere/w.h5", (150, 100, 3))
+
+
+def test_tuner_trials_and_its_trial_table_on_a_non_posix_filesystem(tmp_path):
+    from components import grid_tuner
+
+    _, _ = tiny_model.build_transform_graph(str(tmp_path))
+    records = tiny_model.write_tfrecords(str(tmp_path / "train.gz"), tiny_model.raw_rows(24))
+    remote = "ram://bookcover-tuner"
+    args = tfx.components.FnArgs(
+        train_files=[records],
+        eval_files=[records],
+        transform_graph_path=str(tmp_path / "graph"),
+        working_dir=f"{remote}/work",
+        custom_config={
+            "learning_rates": [1e-3],
+            "first_filters": [8],
+            "batch_size": 8,
+            "epochs": 1,
+        },
+    )
+    result = trainer.tuner_fn(args)
+    result.tuner.search(**result.fit_kwargs)
+    assert fileio.glob(f"{remote}/work/cover_grid_search/*")  # keras-tuner's trial state
+    grid_tuner.write_trial_table(grid_tuner.trial_table(result.tuner), f"{remote}/results")
+    rows = json.loads(fileio.open(f"{remote}/results/{grid_tuner.TRIALS_JSON}").read())
+    assert [r["status"] for r in rows] == ["COMPLETED"]
+    assert fileio.exists(f"{remote}/results/{grid_tuner.TRIALS_CSV}")
+
+
+def test_example_gen_analysis_and_ingest_summary_on_a_non_posix_filesystem():
+    from components.cover_example_gen import analysis
+    from components.cover_example_gen.settings import IngestSettings
+
+    remote = "ram://bookcover-analysis"
+    header = "Title,authors,image,categories\n"
+    rows = "".join(f"B{i},['A'],http://x/{i}.jpg,['{'AB'[i % 2]}']\n" for i in range(10))
+    with fileio.open(f"{remote}/data/books_data.csv", "w") as f:
+        f.write(header + rows)
+    settings = IngestSettings(top_k=2, per_class=None, balance=False)
+    books = analysis.analyse_and_select(f"{remote}/data/books_data.csv", settings, f"{remote}/out")
+    assert len(books) == 10
+    facts = json.loads(fileio.open(f"{remote}/out/{analysis.ANALYSIS_FILE}").read())
+    assert facts["selected_categories"] == ["A", "B"]
+    assert fileio.open(f"{remote}/out/{analysis.PLOT_FILE}", "rb").read()[:4] == b"\x89PNG"
+    assert fileio.exists(f"{remote}/out/{analysis.COUNTS_FILE}")
+    analysis.write_ingest_summary(f"{remote}/out", {"selected": 10})
+    assert json.loads(fileio.open(f"{remote}/out/{analysis.INGEST_FILE}").read()) == {
+        "selected": 10
+    }
