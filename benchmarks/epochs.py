@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 from benchmarks.common import epoch_stalls, write_result
 from benchmarks.training import cover_rows
 from pipeline import configs
-from tests import tiny_model
+from tests import run_fn_job, tiny_model
 
 COMMAND = "python -m benchmarks.epochs"
 EPOCHS = 30
@@ -46,29 +45,20 @@ def write_data(root: str) -> dict:
 
 def train(root: str, data: dict, devices: int) -> list[float]:
     """The epoch seconds of one run_fn in a fresh process with `devices` logical devices."""
-    run_dir = os.path.join(root, f"run-{devices}")
-    job = {
-        **data,
-        "transform_graph_path": os.path.join(root, "graph"),
-        "serving_model_dir": os.path.join(root, f"serving-{devices}"),
-        "model_run_dir": run_dir,
-        "hyperparameters": None,
-        "custom_config": {
-            "epochs": EPOCHS,
-            "learning_rates": [configs.LEARNING_RATES[0]],
-            "first_filters": [configs.FIRST_FILTERS[0]],
-            "batch_size": configs.BATCH_SIZE // devices,
-            "backup_dir": os.path.join(root, f"backup-{devices}"),
-        },
-    }
-    job_path = os.path.join(root, f"job-{devices}.json")
-    with open(job_path, "w") as f:
-        json.dump(job, f)
-    subprocess.run(
-        [sys.executable, "-m", "tests.run_fn_job", job_path, "--logical-cpus", str(devices)],
-        check=True,
+    out_dir = os.path.join(root, f"devices-{devices}")
+    job = run_fn_job.describe(
+        data["train_files"],
+        data["eval_files"],
+        os.path.join(root, "graph"),
+        out_dir,
+        epochs=EPOCHS,
+        learning_rates=[configs.LEARNING_RATES[0]],
+        first_filters=[configs.FIRST_FILTERS[0]],
+        batch_size=configs.BATCH_SIZE // devices,
     )
-    with open(os.path.join(run_dir, "history.json")) as f:
+    job_path = os.path.join(root, f"job-{devices}.json")
+    subprocess.run(run_fn_job.command(job, job_path, logical_cpus=devices), check=True)
+    with open(os.path.join(out_dir, "run", "history.json")) as f:
         return json.load(f)["epoch_seconds"]
 
 

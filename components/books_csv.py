@@ -7,6 +7,7 @@ import collections
 import csv
 import dataclasses
 import io
+import itertools
 import random
 import sys
 from collections.abc import Iterable, Sequence
@@ -136,7 +137,7 @@ def read_books(path: str) -> ReadResult:
             else:
                 books.append(book)
     _check_quotes_closed(path, text, first_line, last_line)
-    lines = len(io.StringIO(text, newline="").readlines()) - header_lines
+    lines = sum(1 for _ in io.StringIO(text, newline="")) - header_lines
     return ReadResult(books, skipped, rows_read, lines, encoding, undecodable)
 
 
@@ -145,8 +146,9 @@ def _check_quotes_closed(path: str, text: str, first_line: int, last_line: int) 
     then silently makes the rest of the file one field."""
     if last_line <= first_line:
         return
-    # Split as the csv reader counts lines (\n, \r\n or \r), not as str.splitlines does.
-    rest = "".join(io.StringIO(text, newline="").readlines()[first_line - 1 :])
+    # Lines as the csv reader counts them (\n, \r\n or \r), not as str.splitlines does;
+    # only the last row's are joined, not the whole file's.
+    rest = "".join(itertools.islice(io.StringIO(text, newline=""), first_line - 1, None))
     try:
         for _ in csv.reader(io.StringIO(rest, newline=""), strict=True):
             pass

@@ -87,13 +87,18 @@ def input_fn(
     return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
 
 
+def _weight_vector(class_weight: dict[int, float]) -> tf.Tensor:
+    """Class weights as a vector in class order, so labels @ vector weighs each example."""
+    return tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+
+
 def weigh_classes(dataset: tf.data.Dataset, class_weight: dict[int, float]) -> tf.data.Dataset:
     """(images, labels, sample weights): each example weighs as its class does.
 
     What Keras' `class_weight` does, but inside the data, so it also works on a
     distributed dataset (which Keras cannot map).
     """
-    weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+    weights = _weight_vector(class_weight)
     return dataset.map(
         lambda images, labels: (images, labels, tf.linalg.matvec(labels, weights)),
         num_parallel_calls=parallel_calls(),
@@ -135,9 +140,7 @@ def mix_batches(
     `seed`. Class weights travel as sample weights, blended the same way: given
     to fit, Keras would weigh a mixed label by its larger class alone.
     """
-    weights = None
-    if class_weight is not None:
-        weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+    weights = None if class_weight is None else _weight_vector(class_weight)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(3)
 
     def mix(batch, batch_seeds):

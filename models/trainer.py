@@ -59,30 +59,25 @@ def datasets(
     key = model.input_key(hp)
     class_weight = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
 
-    def train(replicas: int, replica: int) -> tf.data.Dataset:
-        data = inputs.input_fn(
-            fn_args.train_files,
+    def read(files: list[str], shuffle: bool, replicas: int, replica: int) -> tf.data.Dataset:
+        return inputs.input_fn(
+            files,
             tf_transform_output,
             batch_size,
-            shuffle=True,
+            shuffle=shuffle,
             image_key=key,
             replicas=replicas,
             replica=replica,
         )
+
+    def train(replicas: int, replica: int) -> tf.data.Dataset:
+        data = read(fn_args.train_files, True, replicas, replica)
         if hp.get("mixup"):
             return inputs.mix_batches(data, hp.get("mixup"), class_weight)
         return inputs.weigh_classes(data, class_weight) if class_weight else data
 
     def evaluation(replicas: int, replica: int) -> tf.data.Dataset:
-        return inputs.input_fn(
-            fn_args.eval_files,
-            tf_transform_output,
-            batch_size,
-            shuffle=False,
-            image_key=key,
-            replicas=replicas,
-            replica=replica,
-        )
+        return read(fn_args.eval_files, False, replicas, replica)
 
     strategy = strategy or tf.distribute.get_strategy()
     return inputs.distribute(strategy, train), inputs.distribute(strategy, evaluation)

@@ -8,9 +8,33 @@ the two-device test and benchmarks.epochs).
 import argparse
 import json
 import logging
+import os
+import sys
 
 import tensorflow as tf
 from tfx import v1 as tfx
+
+
+def describe(
+    train_files: list[str], eval_files: list[str], graph_dir: str, out_dir: str, **config
+) -> dict:
+    """A run_fn job (FnArgs as JSON) whose serving model, run dir and backup go under out_dir."""
+    return {
+        "train_files": train_files,
+        "eval_files": eval_files,
+        "transform_graph_path": graph_dir,
+        "serving_model_dir": os.path.join(out_dir, "serving"),
+        "model_run_dir": os.path.join(out_dir, "run"),
+        "hyperparameters": None,
+        "custom_config": {"backup_dir": os.path.join(out_dir, "backup"), **config},
+    }
+
+
+def command(job: dict, path: str, logical_cpus: int = 1) -> list[str]:
+    """Writes the job to `path`; the command line that runs it in a process of its own."""
+    with open(path, "w") as f:
+        json.dump(job, f)
+    return [sys.executable, "-m", "tests.run_fn_job", path, "--logical-cpus", str(logical_cpus)]
 
 
 def split_cpu(devices: int) -> None:

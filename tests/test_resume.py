@@ -5,17 +5,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
-from tests import tiny_model
+from tests import run_fn_job, tiny_model
 
 EPOCHS = 8
 
 
-def start_training(job_path):
+def start_training(job, job_path):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.run_fn_job", job_path],
+        run_fn_job.command(job, job_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -25,27 +24,20 @@ def test_sigkilled_training_resumes_past_epoch_zero(tmp_path):
     _, _ = tiny_model.build_transform_graph(str(tmp_path))
     records = tiny_model.write_tfrecords(str(tmp_path / "train.gz"), tiny_model.raw_rows(120))
     backup_dir = tmp_path / "backup"
-    job = {
-        "train_files": [records],
-        "eval_files": [records],
-        "transform_graph_path": str(tmp_path / "graph"),
-        "serving_model_dir": str(tmp_path / "serving"),
-        "model_run_dir": str(tmp_path / "run"),
-        "hyperparameters": None,
-        "custom_config": {
-            "epochs": EPOCHS,
-            "patience": 100,
-            "batch_size": 8,
-            "learning_rates": [1e-3],
-            "first_filters": [16],
-            "backup_dir": str(backup_dir),
-            "mixed_precision": "float32",
-        },
-    }
-    job_path = tmp_path / "job.json"
-    job_path.write_text(json.dumps(job))
-
-    first = start_training(str(job_path))
+    job = run_fn_job.describe(
+        [records],
+        [records],
+        str(tmp_path / "graph"),
+        str(tmp_path),
+        epochs=EPOCHS,
+        patience=100,
+        batch_size=8,
+        learning_rates=[1e-3],
+        first_filters=[16],
+        mixed_precision="float32",
+    )
+    job_path = str(tmp_path / "job.json")
+    first = start_training(job, job_path)
     deadline = time.monotonic() + 300
     while not glob.glob(str(backup_dir / "*" / "training_metadata.json")):
         assert first.poll() is None, "training ended before any epoch was backed up"
@@ -59,7 +51,7 @@ def test_sigkilled_training_resumes_past_epoch_zero(tmp_path):
     assert backed_up_epoch >= 1  # epochs completed when killed
     assert not os.path.exists(tmp_path / "serving" / "saved_model.pb")
 
-    second = start_training(str(job_path))
+    second = start_training(job, job_path)
     assert second.wait(timeout=600) == 0
     with open(tmp_path / "run" / "history.json") as f:
         history = json.load(f)

@@ -10,7 +10,6 @@ without timing anything.
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ import tensorflow as tf
 from tfx import v1 as tfx
 
 from models import inputs, model, trainer
-from tests import tiny_model
+from tests import run_fn_job, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -71,26 +70,19 @@ def test_a_last_batch_too_small_to_share_is_dropped(data):
 
 def test_run_fn_mirrors_over_two_logical_devices(data, tmp_path):
     root, records, _ = data
-    job = {
-        "train_files": [records],
-        "eval_files": [records],
-        "transform_graph_path": str(root / "graph"),
-        "serving_model_dir": str(tmp_path / "serving"),
-        "model_run_dir": str(tmp_path / "run"),
-        "hyperparameters": None,
-        "custom_config": {
-            "epochs": 2,
-            "batch_size": 4,
-            "learning_rates": [1e-3],
-            "first_filters": [8],
-            "backup_dir": str(tmp_path / "backup"),
-            "mixed_precision": "float32",
-        },
-    }
-    job_path = tmp_path / "job.json"
-    job_path.write_text(json.dumps(job))
+    job = run_fn_job.describe(
+        [records],
+        [records],
+        str(root / "graph"),
+        str(tmp_path),
+        epochs=2,
+        batch_size=4,
+        learning_rates=[1e-3],
+        first_filters=[8],
+        mixed_precision="float32",
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "tests.run_fn_job", str(job_path), "--logical-cpus", "2"],
+        run_fn_job.command(job, str(tmp_path / "job.json"), logical_cpus=2),
         capture_output=True,
         text=True,
         timeout=600,
