@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     from components import books_csv
     from components.cover_example_gen.settings import IngestSettings
     from components.covers import FetchConfig
-    from pipeline import embedded_data, pipeline, report, run_summary
+    from pipeline import embedded_data, pipeline
 
     output_dir = os.path.abspath(args.output_dir)
     if args.books_csv:
@@ -242,14 +242,39 @@ def main(argv: list[str] | None = None) -> dict:
     except books_csv.CsvFormatError as e:
         # The user's file, not the pipeline, is at fault: one line, no traceback.
         sys.exit(f"bookcover: {e}")
-    summary = run_summary.build_summary(connection, configs.PIPELINE_NAME)
-    summary["report"] = report.write_report(output_dir, summary)
+    summary = collect_summary(connection, output_dir)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     summary_path = os.path.join(output_dir, "run_summary.json")
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     print_result(summary, summary_path)
     return summary
+
+
+def collect_summary(connection, output_dir: str) -> dict:
+    """The ReportGen step's summary, with what only ML Metadata knows (this run's id, each
+    step's state and time); its report is copied to <output_dir>/report/."""
+    import shutil
+
+    from pipeline.report import REPORT_DIR
+    from reporting import html_report, run_artifacts
+    from reporting.summary import SUMMARY_FILE
+
+    run = run_artifacts.latest_run(connection, configs.PIPELINE_NAME)
+    report_dir = os.path.join(output_dir, REPORT_DIR)
+    shutil.rmtree(report_dir, ignore_errors=True)
+    shutil.copytree(run.artifacts.report, report_dir)
+    with open(os.path.join(report_dir, SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    return {
+        "pipeline": configs.PIPELINE_NAME,
+        **summary,
+        "run_id": run.run_id,
+        "report_run_id": summary.get("run_id"),
+        "components": run.components,
+        "report": os.path.join(report_dir, html_report.INDEX),
+        "report_artifact": run.artifacts.report,
+    }
 
 
 def print_result(summary: dict, summary_path: str) -> None:

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     args, runner_args = parser.parse_known_args(argv)
 
     import local_runner
-    from pipeline import evaluation, report
+    from reporting import evaluation, html_report
 
     csv_path = os.path.abspath(os.path.join(BOOKCOVERS, "books_data.csv"))
     out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     (examples_uri,) = glob.glob(os.path.join(out, "pipeline", "CoverExampleGen", "examples", "*"))
     (evaluation_uri,) = glob.glob(os.path.join(out, "pipeline", "Evaluator", "evaluation", "*"))
     (graph_uri,) = glob.glob(os.path.join(out, "pipeline", "Transform", "transform_graph", "*"))
-    class_names = report.category_names(graph_uri)
+    class_names = html_report.category_names(graph_uri)
     matrix = evaluation.confusion_matrix(evaluation_uri, len(class_names))
     epochs = trainer_epochs(out)
     baseline = None if args.skip_baseline else seed_method(examples_uri)

@@ -73,6 +73,7 @@ def build(config: dict):
         batch_size=training.batch_size,
         model_options=training.model_options,
         mixed_precision=config.get("mixed_precision", configs.MIXED_PRECISION),
+        accuracy_floor=config.get("accuracy_floor"),
         trainer_backup_dir=f"{root}/trainer_backup",
         beam_pipeline_args=list(config.get("beam_pipeline_args", [])),
         baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,

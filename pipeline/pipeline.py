@@ -10,6 +10,7 @@ from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
 from components.grid_tuner import CoverTuner
 from pipeline import baseline, configs
+from reporting.component import ReportGen
 
 
 def eval_config(accuracy_floor: float) -> tfma.EvalConfig:
@@ -86,7 +87,7 @@ def create_pipeline(
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator and Pusher."""
+    """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator, Pusher, the report."""
     num_classes = num_classes or ingest_settings.top_k
     if not num_classes:
         raise ValueError(
@@ -176,6 +177,20 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
     )
+    report_gen = ReportGen(
+        examples=example_gen.outputs["examples"],
+        category_analysis=example_gen.outputs["category_analysis"],
+        statistics=statistics_gen.outputs["statistics"],
+        anomalies=example_validator.outputs["anomalies"],
+        best_hyperparameters=tuner.outputs["best_hyperparameters"],
+        tuner_results=tuner.outputs["tuner_results"],
+        transform_graph=transform.outputs["transform_graph"],
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        pushed_model=pusher.outputs["pushed_model"],
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
@@ -190,6 +205,7 @@ def create_pipeline(
             model_resolver,
             evaluator,
             pusher,
+            report_gen,
         ],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,

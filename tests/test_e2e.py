@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 import local_runner
-from pipeline import embedded_data, evaluation, report
+from pipeline import embedded_data, report
+from reporting import evaluation, html_report
 from tests import browser
 
 COMPONENTS = {
@@ -25,6 +26,7 @@ COMPONENTS = {
     "Trainer",
     "Evaluator",
     "Pusher",
+    "ReportGen",
 }
 
 
@@ -166,14 +168,17 @@ def test_every_report_file_is_written(runs):
         "index.html",
         "category_cumulative_share.png",
         "training_curves.png",
-        report.CONFUSION_PNG,
-        report.PER_CLASS_PNG,
-        report.TRIALS_PNG,
-        report.GALLERY_DIR,
+        html_report.CONFUSION_PNG,
+        html_report.PER_CLASS_PNG,
+        html_report.TRIALS_PNG,
+        html_report.GALLERY_DIR,
     }
     assert expected <= set(report_files)
     assert any(f.startswith("right_") or f.startswith("wrong_") for f in report_files)
     assert first["report"] == blocked["report"] == str(out / "report" / "index.html")
+    # The report is the ReportGen step's artifact; the blocked run made its own.
+    assert blocked["report_artifact"] != first["report_artifact"]
+    assert blocked["report_run_id"] == blocked["run_id"]
     with open(out / "run_summary.json") as f:
         assert json.load(f)["report"] == blocked["report"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import evaluation, plots
+from reporting import evaluation, plots
 
 
 def test_per_class_precision_recall_f1_and_support():

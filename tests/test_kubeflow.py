@@ -27,6 +27,16 @@ EXPECTED_UPSTREAM = {
     "Trainer": {"CoverExampleGen", "Transform", "Tuner"},
     "Evaluator": {"CoverExampleGen", "Trainer"},
     "Pusher": {"Trainer", "Evaluator"},
+    "ReportGen": {
+        "CoverExampleGen",
+        "StatisticsGen",
+        "ExampleValidator",
+        "Transform",
+        "Tuner",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
+    },
 }
 
 

@@ -9,21 +9,16 @@ from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import artifact, channel, standard_artifacts, standard_component_specs
+from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from bookcover import CategoryAnalysis
 from components.cover_example_gen import executor
 from components.cover_example_gen.settings import IngestSettings
 from pipeline import configs
 
 INGEST_SETTINGS_KEY = "ingest_settings"
 CATEGORY_ANALYSIS_KEY = "category_analysis"
-
-
-class CategoryAnalysis(artifact.Artifact):
-    """Category counts, the selection made from them, and ingestion counts."""
-
-    TYPE_NAME = "bookcover.CategoryAnalysis"
 
 
 class CoverExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from tfx.dsl.io import fileio
 
 
 def _pyplot():
@@ -12,6 +15,15 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig, path: str) -> None:
+    """PNG through fileio, so the report can live in a gs:// or s3:// pipeline root."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    _pyplot().close(fig)
+    with fileio.open(path, "wb") as f:
+        f.write(png.getvalue())
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str) -> None:
@@ -35,8 +47,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str)
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true category")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_per_class(rows: list[dict], path: str) -> None:
@@ -55,8 +66,7 @@ def plot_per_class(rows: list[dict], path: str) -> None:
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_trials(trials: list[dict], path: str) -> list[str]:
@@ -76,6 +86,5 @@ def plot_trials(trials: list[dict], path: str) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     return labels

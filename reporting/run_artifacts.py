@@ -1,0 +1,143 @@
+"""The artifacts a report reads: the ReportGen step's inputs, or ML Metadata's latest run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+STATE_NAMES = {
+    metadata_store_pb2.Execution.COMPLETE: "executed",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "failed",
+    metadata_store_pb2.Execution.RUNNING: "running",
+    metadata_store_pb2.Execution.CANCELED: "canceled",
+}
+
+# RunArtifacts field -> (pipeline node, output key) that produces it.
+PRODUCERS = {
+    "examples": ("CoverExampleGen", "examples"),
+    "category_analysis": ("CoverExampleGen", "category_analysis"),
+    "statistics": ("StatisticsGen", "statistics"),
+    "anomalies": ("ExampleValidator", "anomalies"),
+    "best_hyperparameters": ("Tuner", "best_hyperparameters"),
+    "tuner_results": ("Tuner", "tuner_results"),
+    "transform_graph": ("Transform", "transform_graph"),
+    "model": ("Trainer", "model"),
+    "model_run": ("Trainer", "model_run"),
+    "evaluation": ("Evaluator", "evaluation"),
+    "blessing": ("Evaluator", "blessing"),
+    "pushed_model": ("Pusher", "pushed_model"),
+}
+REPORT_NODE, REPORT_KEY = "ReportGen", "report"
+
+
+@dataclasses.dataclass
+class RunArtifacts:
+    """URIs of one run's outputs (None where a step made none), and the two verdicts."""
+
+    examples: str | None = None
+    category_analysis: str | None = None
+    statistics: str | None = None
+    anomalies: str | None = None
+    best_hyperparameters: str | None = None
+    tuner_results: str | None = None
+    transform_graph: str | None = None
+    model: str | None = None
+    model_run: str | None = None
+    evaluation: str | None = None
+    blessing: str | None = None
+    pushed_model: str | None = None
+    blessed: bool = False
+    pushed_destination: str | None = None
+    report: str | None = None
+
+    @classmethod
+    def from_artifacts(cls, by_field: dict[str, list]) -> RunArtifacts:
+        """From TFX Artifact lists keyed like the fields (the ReportGen executor's inputs)."""
+        found = cls(**{k: v[0].uri for k, v in by_field.items() if v and k in PRODUCERS})
+        if by_field.get("blessing"):
+            found.blessed = _flag(by_field["blessing"][0], "blessed")
+        if by_field.get("pushed_model") and _flag(by_field["pushed_model"][0], "pushed"):
+            destination = by_field["pushed_model"][0].get_custom_property("pushed_destination")
+            found.pushed_destination = destination or None
+        return found
+
+
+def _flag(artifact, name: str) -> bool:
+    # On Kubeflow, custom properties come back through JSON: 1.0 rather than 1.
+    return int(artifact.get_custom_property(name) or 0) == 1
+
+
+@dataclasses.dataclass
+class LatestRun:
+    """The newest run of a pipeline in ML Metadata: its id, each node's state, its outputs."""
+
+    run_id: str
+    components: dict[str, dict]
+    artifacts: RunArtifacts
+
+
+def latest_run(connection_config, pipeline_name: str) -> LatestRun:
+    """Reads ML Metadata once for the newest run of `pipeline_name`."""
+    from tfx.types import artifact_utils
+
+    store = metadata_store.MetadataStore(connection_config)
+    run_id, components, outputs = _latest_run_outputs(store, pipeline_name)
+    by_field = {}
+    for field, producer in PRODUCERS.items():
+        if outputs.get(producer):
+            by_field[field] = _deserialize(store, outputs[producer], artifact_utils)
+    artifacts = RunArtifacts.from_artifacts(by_field)
+    if outputs.get((REPORT_NODE, REPORT_KEY)):
+        artifacts.report = outputs[(REPORT_NODE, REPORT_KEY)][0].uri
+    return LatestRun(run_id, components, artifacts)
+
+
+def _deserialize(store, mlmd_artifacts: list, artifact_utils) -> list:
+    types = {t.id: t for t in store.get_artifact_types_by_id([a.type_id for a in mlmd_artifacts])}
+    return [artifact_utils.deserialize_artifact(types[a.type_id], a) for a in mlmd_artifacts]
+
+
+def _latest_run_outputs(store: metadata_store.MetadataStore, pipeline_name: str):
+    """(run id, components, outputs) of the newest run: per node its state and wall time,
+    and per (node, output key) the output artifacts."""
+    pipeline_ctx = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline_ctx is None:
+        raise RuntimeError(f"no run of pipeline {pipeline_name!r} in ML Metadata")
+    pipeline_executions = {e.id for e in store.get_executions_by_context(pipeline_ctx.id)}
+    runs = [
+        r
+        for r in store.get_contexts_by_type("pipeline_run")
+        if {e.id for e in store.get_executions_by_context(r.id)} & pipeline_executions
+    ]
+    run = max(runs, key=lambda c: c.create_time_since_epoch)
+    components, outputs = {}, {}
+    for execution in store.get_executions_by_context(run.id):
+        node = _node_id(store, execution.id, pipeline_name)
+        components[node] = {
+            "status": STATE_NAMES.get(execution.last_known_state, str(execution.last_known_state)),
+            "wall_time_s": round(
+                (execution.last_update_time_since_epoch - execution.create_time_since_epoch)
+                / 1000.0,
+                2,
+            ),
+        }
+        events = [
+            e
+            for e in store.get_events_by_execution_ids([execution.id])
+            if e.type == metadata_store_pb2.Event.OUTPUT
+        ]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        for event in events:
+            key = event.path.steps[0].key if event.path.steps else ""
+            outputs.setdefault((node, key), []).append(artifacts[event.artifact_id])
+    return run.name, components, outputs
+
+
+def _node_id(store, execution_id: int, pipeline_name: str) -> str:
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.name.startswith(pipeline_name + "."):
+            return context.name[len(pipeline_name) + 1 :]
+    return str(execution_id)
