@@ -151,6 +151,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="test accuracy a model needs to be blessed (default 1.5x chance)",
     )
     p.add_argument(
+        "--allow-anomalies",
+        action="store_true",
+        help="go on to training when data validation finds problems (the summary and "
+        "report record that they were allowed); by default the run stops before Transform",
+    )
+    p.add_argument(
+        "--cover-format",
+        choices=configs.COVER_FORMATS,
+        default=configs.COVER_FORMAT,
+        help="how covers are stored in the examples; the reviewed schema expects JPEG",
+    )
+    p.add_argument(
         "--connections",
         type=int,
         default=configs.CONNECTIONS_PER_WORKER,
@@ -186,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     from components import books_csv
     from components.cover_example_gen.settings import IngestSettings
     from components.covers import FetchConfig
+    from components.data_gate import DataValidationError
     from pipeline import embedded_data, pipeline
 
     output_dir = os.path.abspath(args.output_dir)
@@ -211,7 +224,11 @@ def main(argv: list[str] | None = None) -> dict:
         per_class=args.per_class or configs.PER_CLASS,
         balance=args.balance,
         cache_dir=os.path.join(output_dir, "cache", "covers"),
-        fetch=FetchConfig(connections=args.connections, deadline_s=args.download_deadline),
+        fetch=FetchConfig(
+            connections=args.connections,
+            deadline_s=args.download_deadline,
+            cover_format=args.cover_format,
+        ),
     )
     training = training_settings_from(args)
     metadata_path = os.path.join(output_dir, "metadata.sqlite")
@@ -233,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
         accuracy_floor=args.accuracy_floor,
         trainer_backup_dir=os.path.join(output_dir, "trainer_backup"),
         num_classes=num_classes,
+        allow_anomalies=args.allow_anomalies,
         metadata_connection_config=connection,
         beam_pipeline_args=pipeline.direct_runner_args(args.direct_num_workers),
     )
@@ -242,6 +260,14 @@ def main(argv: list[str] | None = None) -> dict:
     except books_csv.CsvFormatError as e:
         # The user's file, not the pipeline, is at fault: one line, no traceback.
         sys.exit(f"bookcover: {e}")
+    except DataValidationError as e:
+        summary = stopped_summary(connection, output_dir, e.findings)
+        summary["wall_time_s"] = round(time.monotonic() - started, 1)
+        summary_path = os.path.join(output_dir, "run_summary.json")
+        with open(summary_path, "w") as f:
+            json.dump(summary, f, indent=2)
+        print_stopped(summary, summary_path)
+        sys.exit(1)
     summary = collect_summary(connection, output_dir)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     summary_path = os.path.join(output_dir, "run_summary.json")
@@ -277,6 +303,41 @@ def collect_summary(connection, output_dir: str) -> dict:
     }
 
 
+def stopped_summary(connection, output_dir: str, findings: list[dict]) -> dict:
+    """What a run stopped by data validation found; its report shows the data sections."""
+    from pipeline.report import REPORT_DIR
+    from reporting import html_report, run_artifacts, summary
+
+    run = run_artifacts.latest_run(connection, configs.PIPELINE_NAME)
+    found = {
+        "pipeline": configs.PIPELINE_NAME,
+        **summary.summarize(run.artifacts),
+        "run_id": run.run_id,
+        "stopped": "data validation found problems; nothing was trained",
+        "data_validation": {"findings": findings, "allowed": False},
+        "components": run.components,
+    }
+    report_dir = os.path.join(output_dir, REPORT_DIR)
+    found["report"] = html_report.write_report(run.artifacts, found, report_dir)
+    return found
+
+
+def print_stopped(summary: dict, summary_path: str) -> None:
+    from components.data_gate import finding_line
+
+    findings = summary["data_validation"]["findings"]
+    print(
+        f"\nbookcover: data validation stopped the run before Transform "
+        f"({len(findings)} problem(s), {summary['wall_time_s']} s):"
+    )
+    for finding in findings:
+        print(f"  {finding_line(finding)}")
+    print(f"  schema:        {os.path.relpath(configs.SCHEMA_FILE)} (python -m pipeline.schema)")
+    print("  to go on knowingly: --allow-anomalies")
+    print(f"  report:        {summary['report']}")
+    print(f"  summary:       {summary_path}")
+
+
 def print_result(summary: dict, summary_path: str) -> None:
     executed = [n for n, c in summary["components"].items() if c["status"] == "executed"]
     accuracy = summary.get("test_accuracy")
@@ -287,6 +348,10 @@ def print_result(summary: dict, summary_path: str) -> None:
     )
     print(f"  categories:    {', '.join(summary.get('categories', []))}")
     print(f"  test accuracy: {accuracy:.3f}" if accuracy is not None else "  test accuracy: n/a")
+    allowed = (summary.get("data_validation") or {}).get("allowed")
+    if allowed:
+        count = len(summary["data_validation"]["findings"])
+        print(f"  data:          {count} validation problem(s) allowed (--allow-anomalies)")
     print(f"  blessed:       {summary['blessed']}")
     for reason in summary.get("blocked_reasons", []):
         print(f"  blocked:       {reason}")

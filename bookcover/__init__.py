@@ -15,10 +15,16 @@ class CategoryAnalysis(artifact.Artifact):
     TYPE_NAME = "bookcover.CategoryAnalysis"
 
 
+class DataVerdict(artifact.Artifact):
+    """What data validation found in a run's data, and whether the run was let through."""
+
+    TYPE_NAME = "bookcover.DataVerdict"
+
+
 class RunReport(artifact.Artifact):
     """The run's report: index.html with its pictures, and run_summary.json."""
 
     TYPE_NAME = "bookcover.RunReport"
 
 
-__all__ = ["CategoryAnalysis", "RunReport"]
+__all__ = ["CategoryAnalysis", "DataVerdict", "RunReport"]

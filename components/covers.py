@@ -63,6 +63,7 @@ class FetchConfig:
     width: int = configs.IMAGE_WIDTH
     height: int = configs.IMAGE_HEIGHT
     jpeg_quality: int = configs.JPEG_QUALITY
+    cover_format: str = configs.COVER_FORMAT
 
 
 class _Deadlines:
@@ -383,11 +384,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def to_cover_jpeg(data: bytes, cfg: FetchConfig) -> bytes:
-    """Decodes an accepted image, guards its size, converts to RGB, resizes, re-encodes."""
+    """Decodes an accepted image, guards its size, converts to RGB, resizes, re-encodes
+    (as JPEG unless cfg.cover_format says PNG)."""
     image = to_rgb(open_image(data, cfg.max_pixels))
     image = image.resize((cfg.width, cfg.height), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=cfg.jpeg_quality)
+    if cfg.cover_format == "PNG":
+        image.save(out, format="PNG")
+    else:
+        image.save(out, format="JPEG", quality=cfg.jpeg_quality)
     return out.getvalue()
 
 
@@ -398,14 +403,15 @@ def content_hash(jpeg: bytes) -> str:
 class CoverCache:
     """Processed covers keyed by URL (local or gs:// paths), so reruns download nothing twice."""
 
-    def __init__(self, directory: str | None):
+    def __init__(self, directory: str | None, cover_format: str = configs.COVER_FORMAT):
         self.directory = directory
+        self.suffix = ".png" if cover_format == "PNG" else ".jpg"
         if directory:
             fileio.makedirs(directory)
 
     def _path(self, url: str) -> str:
         key = hashlib.sha1(url.encode("utf-8")).hexdigest()
-        return os.path.join(self.directory, key[:2], key + ".jpg")
+        return os.path.join(self.directory, key[:2], key + self.suffix)
 
     def get(self, url: str) -> bytes | None:
         if not self.directory:

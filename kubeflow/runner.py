@@ -14,6 +14,8 @@ import os
 from pipeline import configs
 
 DEFAULT_RESOURCES = "default"
+# The reviewed schema as kubeflow/Dockerfile copies it into the image.
+IMAGE_SCHEMA_FILE = "/pipeline/schema/schema.pbtxt"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,6 +76,8 @@ def build(config: dict):
         model_options=training.model_options,
         mixed_precision=config.get("mixed_precision", configs.MIXED_PRECISION),
         accuracy_floor=config.get("accuracy_floor"),
+        schema_file=config.get("schema_file", IMAGE_SCHEMA_FILE),
+        allow_anomalies=config.get("allow_anomalies", False),
         trainer_backup_dir=f"{root}/trainer_backup",
         beam_pipeline_args=list(config.get("beam_pipeline_args", [])),
         baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,

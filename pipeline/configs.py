@@ -10,6 +10,11 @@ IMAGE_WIDTH = 100
 IMAGE_HEIGHT = 150
 IMAGE_CHANNELS = 3
 JPEG_QUALITY = 90
+# How CoverExampleGen stores covers. The reviewed schema expects JPEG: PNG
+# (lossless, several times larger) stops at data validation until the schema
+# is changed or the run is allowed through.
+COVER_FORMATS = ("JPEG", "PNG")
+COVER_FORMAT = "JPEG"
 
 # --- Raw example features (written by CoverExampleGen) ------------------
 IMAGE_KEY = "image"
@@ -162,6 +167,21 @@ SHUFFLE_BUFFER = 2048
 MIXED_PRECISION = "auto"
 MIXED_PRECISION_CHOICES = ("auto", "mixed_float16", "float32")
 
+# --- Data validation (schema/README.md) -----------------------------------
+# The largest current category share difference allowed between the train
+# split and the others (skew), and between this run's train split and the
+# pushed model's (drift), as TFDV's L-infinity comparators in the schema.
+CATEGORY_SHARE_LINF = 0.1
+# Image format shares may differ this much (L-infinity) from the pushed model's data,
+# and the mean stored cover size this much (relative).
+IMAGE_FORMAT_DRIFT_LINF = 0.1
+COVER_BYTES_DRIFT = 0.5
+# A stored 100x150 cover larger than this is not a cover this pipeline wrote.
+MAX_COVER_BYTES = 45_000
+# Pushed beside each pushed model: the statistics of the data it was trained on,
+# which the next run's drift check compares against. TF Serving ignores assets.extra.
+BASELINE_STATISTICS = os.path.join("assets.extra", "train_statistics.pb")
+
 # --- Evaluation -----------------------------------------------------------
 # The model must beat chance (1 / classes) by this factor to be blessed.
 ACCURACY_OVER_CHANCE = 1.5
@@ -171,10 +191,14 @@ PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 TUNER_FN = "models.trainer.tuner_fn"
 RUN_FN = "models.trainer.run_fn"
 
+# --- The reviewed schema (python -m pipeline.schema writes it) ----------------
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA_FILE = os.path.join(PROJECT_ROOT, "schema", "schema.pbtxt")
+# TFDV SQL checks the schema cannot state (the covers' image format).
+VALIDATIONS_FILE = os.path.join(PROJECT_ROOT, "schema", "validations.pbtxt")
+
 # --- Local paths ------------------------------------------------------------
 OUTPUT_DIR = os.path.join(os.getcwd(), "outputs")
 DIRECT_NUM_WORKERS = 2
 # The pinned environment every local Beam worker runs in (see direct_runner_args).
-REQUIREMENTS_FILE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.lock"
-)
+REQUIREMENTS_FILE = os.path.join(PROJECT_ROOT, "requirements.lock")

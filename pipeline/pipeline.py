@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
+from components.cover_pusher import CoverPusher
+from components.data_gate import DataGate
 from components.grid_tuner import CoverTuner
 from pipeline import baseline, configs
 from reporting.component import ReportGen
@@ -49,6 +52,12 @@ def eval_config(accuracy_floor: float) -> tfma.EvalConfig:
     )
 
 
+def custom_validations() -> str:
+    """The reviewed TFDV SQL checks (schema/validations.pbtxt), compiled into the pipeline."""
+    with open(configs.VALIDATIONS_FILE) as f:
+        return f.read()
+
+
 def direct_runner_args(num_workers: int = configs.DIRECT_NUM_WORKERS) -> list[str]:
     """Beam arguments for running the pipeline on this machine with the DirectRunner.
 
@@ -84,6 +93,8 @@ def create_pipeline(
     trainer_backup_dir: str | None = None,
     num_classes: int | None = None,
     baseline_strategy: type = baseline.PreviousBlessedModelStrategy,
+    schema_file: str = configs.SCHEMA_FILE,
+    allow_anomalies: bool = False,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
@@ -99,12 +110,26 @@ def create_pipeline(
 
     example_gen = CoverExampleGen(input_base=data_dir, settings=ingest_settings, csv_name=csv_name)
 
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(
-        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
+    # The reviewed schema, not one inferred from this run's own data (schema/README.md).
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        # Image format and size statistics, which the schema's image domain checks.
+        stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True),
     )
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+    )
+    data_gate = DataGate(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"],
+        serving_model_dir=serving_model_dir,
+        allow_anomalies=allow_anomalies,
+        # Here rather than in ExampleValidator: KFP's compiler cannot pass its proto config.
+        custom_validations=custom_validations(),
     )
 
     transform = tfx.components.Transform(
@@ -117,7 +142,8 @@ def create_pipeline(
         materialize=False,
         disable_statistics=True,
     )
-    transform.add_upstream_node(example_validator)
+    # Validate, then transform: nothing trains on data the gate stopped.
+    transform.add_upstream_node(data_gate)
 
     training_config = {
         "learning_rates": list(learning_rates),
@@ -170,18 +196,20 @@ def create_pipeline(
         eval_config=eval_config(accuracy_floor),
         example_splits=["test"],
     )
-    pusher = tfx.components.Pusher(
+    pusher = CoverPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        statistics=statistics_gen.outputs["statistics"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
-    )
+    ).with_id("Pusher")
     report_gen = ReportGen(
         examples=example_gen.outputs["examples"],
         category_analysis=example_gen.outputs["category_analysis"],
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
+        data_verdict=data_gate.outputs["verdict"],
         best_hyperparameters=tuner.outputs["best_hyperparameters"],
         tuner_results=tuner.outputs["tuner_results"],
         transform_graph=transform.outputs["transform_graph"],
@@ -199,6 +227,7 @@ def create_pipeline(
             statistics_gen,
             schema_gen,
             example_validator,
+            data_gate,
             transform,
             tuner,
             trainer,

@@ -10,7 +10,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, channel, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
-from bookcover import CategoryAnalysis, RunReport
+from bookcover import CategoryAnalysis, DataVerdict, RunReport
 from reporting import html_report, summary
 from reporting.run_artifacts import RunArtifacts
 
@@ -20,6 +20,7 @@ INPUT_TYPES = {
     "category_analysis": CategoryAnalysis,
     "statistics": standard_artifacts.ExampleStatistics,
     "anomalies": standard_artifacts.ExampleAnomalies,
+    "data_verdict": DataVerdict,
     "best_hyperparameters": standard_artifacts.HyperParameters,
     "tuner_results": standard_artifacts.TunerResults,
     "transform_graph": standard_artifacts.TransformGraph,

@@ -59,6 +59,8 @@ def _header(summary: dict) -> str:
     verdict = "blessed and pushed" if summary.get("pushed_model") else "blessed, not pushed"
     if not summary.get("blessed"):
         verdict = "NOT blessed: the previous pushed model stays in place"
+    if summary.get("stopped"):
+        verdict = f"stopped: {summary['stopped']}"
     reasons = "".join(f"<li>{_e(r)}</li>" for r in summary.get("blocked_reasons", []))
     facts = [
         ("Run", summary.get("run_id")),
@@ -149,7 +151,7 @@ def _data_section(summary: dict, statistics_uri: str | None, anomalies_uri: str 
     ]
     if statistics_uri:
         parts.append(_statistics_table(statistics_uri))
-    parts.append(_anomalies(anomalies_uri))
+    parts.append(_anomalies(summary, anomalies_uri))
     return "\n".join(parts)
 
 
@@ -185,21 +187,37 @@ def _common_stats(feature):
     return None
 
 
-def _anomalies(anomalies_uri: str | None) -> str:
-    if not anomalies_uri:
-        return _missing("Anomalies", "no ExampleValidator output")
-    from tensorflow_metadata.proto.v0 import anomalies_pb2
+def _anomalies(summary: dict, anomalies_uri: str | None) -> str:
+    """The DataGate's findings (schema anomalies, SQL checks, skew, drift) and their fate."""
+    verdict = summary.get("data_validation")
+    if verdict is None:
+        if not anomalies_uri:
+            return _missing("Data validation", "no DataGate or ExampleValidator output")
+        from components.data_gate import schema_anomalies
 
-    items = []
-    for path in sorted(fileio.glob(os.path.join(anomalies_uri, "Split-*", "SchemaDiff.pb"))):
-        split = os.path.basename(os.path.dirname(path))[len("Split-") :]
-        with fileio.open(path, "rb") as f:
-            anomalies = anomalies_pb2.Anomalies.FromString(f.read())
-        for feature, info in anomalies.anomaly_info.items():
-            items.append(f"<li>{_e(split)}: <b>{_e(feature)}</b>: {_e(info.description)}</li>")
-    if not items:
-        return "<h3>Anomalies</h3><p class='good' id='anomalies'>TFDV found no anomalies.</p>"
-    return f"<h3>Anomalies</h3><ul class='bad' id='anomalies'>{''.join(items)}</ul>"
+        verdict = {"findings": schema_anomalies(anomalies_uri), "allowed": False}
+    findings = verdict["findings"]
+    if not findings:
+        return (
+            "<h3>Data validation</h3><p class='good' id='anomalies'>No anomalies: every split "
+            "matches the reviewed schema, no skew between splits, no drift from the pushed "
+            "model's data.</p>"
+        )
+    fate = (
+        "Allowed through with --allow-anomalies."
+        if verdict.get("allowed")
+        else "The run stopped here, before Transform."
+    )
+    rows = "".join(
+        f"<tr><td>{_e(f['split'])}</td><td>{_e(f['feature'])}</td>"
+        f"<td>{_e(f['problem'])}</td><td>{_e(f['detail'])}</td></tr>"
+        for f in findings
+    )
+    return (
+        f"<h3>Data validation</h3><p class='bad'>{len(findings)} problem(s). {fate}</p>"
+        "<table id='anomalies'><tr><th>split</th><th>feature</th><th>problem</th>"
+        f"<th>detail</th></tr>{rows}</table>"
+    )
 
 
 def _grid_search_section(results_uri: str | None, report_dir: str) -> str:

@@ -21,6 +21,7 @@ PRODUCERS = {
     "category_analysis": ("CoverExampleGen", "category_analysis"),
     "statistics": ("StatisticsGen", "statistics"),
     "anomalies": ("ExampleValidator", "anomalies"),
+    "data_verdict": ("DataGate", "verdict"),
     "best_hyperparameters": ("Tuner", "best_hyperparameters"),
     "tuner_results": ("Tuner", "tuner_results"),
     "transform_graph": ("Transform", "transform_graph"),
@@ -41,6 +42,7 @@ class RunArtifacts:
     category_analysis: str | None = None
     statistics: str | None = None
     anomalies: str | None = None
+    data_verdict: str | None = None
     best_hyperparameters: str | None = None
     tuner_results: str | None = None
     transform_graph: str | None = None

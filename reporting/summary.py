@@ -48,6 +48,10 @@ def summarize(artifacts: RunArtifacts) -> dict:
         summary["examples"] = ingest["examples"]
         summary["ingestion"] = {k: v for k, v in ingest.items() if k != "examples"}
 
+    verdict = read_json(artifacts.data_verdict, "verdict.json")
+    if verdict is not None:
+        summary["data_validation"] = verdict
+
     hyperparameters = read_json(artifacts.best_hyperparameters, "best_hyperparameters.txt")
     if hyperparameters:
         summary["best_hyperparameters"] = hyperparameters["values"]

@@ -19,8 +19,9 @@ from tests import browser
 COMPONENTS = {
     "CoverExampleGen",
     "StatisticsGen",
-    "SchemaGen",
+    "ImportSchemaGen",
     "ExampleValidator",
+    "DataGate",
     "Transform",
     "Tuner",
     "Trainer",
@@ -99,7 +100,7 @@ def test_rerun_executes_nothing_new(runs):
 
 def test_schema_and_statistics_exist(runs):
     out, *_ = runs
-    assert glob.glob(str(out / "pipeline/SchemaGen/schema/*/schema.pbtxt"))
+    assert glob.glob(str(out / "pipeline/ImportSchemaGen/schema/*/schema.pbtxt"))
     for split in ("train", "eval", "test"):
         assert glob.glob(str(out / f"pipeline/StatisticsGen/statistics/*/Split-{split}/*.pb"))
 

@@ -33,6 +33,7 @@ def executed(tmp_path_factory):
         "first_filters": [8],
         "batch_size": 8,
         "accuracy_floor": 0.0,
+        "schema_file": configs.SCHEMA_FILE,  # the image's copy is at runner.IMAGE_SCHEMA_FILE
     }
     config_path = base / "cluster.json"
     config_path.write_text(json.dumps(config))
@@ -56,7 +57,8 @@ def test_every_container_step_ran_and_reported_its_declared_outputs(executed):
         >= {
             "CoverExampleGen",
             "StatisticsGen",
-            "SchemaGen",
+            "ImportSchemaGen",
+            "DataGate",
             "Transform",
             "Trainer",
             "ReportGen",
@@ -91,7 +93,7 @@ def test_statistics_schema_and_transform_graph(executed):
     statistics = artifact(launcher, "StatisticsGen", "statistics")["uri"]
     for split in configs.SPLIT_NAMES:
         assert os.path.exists(os.path.join(statistics, f"Split-{split}", "FeatureStats.pb"))
-    schema = artifact(launcher, "SchemaGen", "schema")["uri"]
+    schema = artifact(launcher, "ImportSchemaGen", "schema")["uri"]
     with open(os.path.join(schema, "schema.pbtxt")) as f:
         assert f'name: "{configs.IMAGE_KEY}"' in f.read()
     graph = artifact(launcher, "Transform", "transform_graph")["uri"]

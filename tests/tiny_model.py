@@ -16,7 +16,7 @@ from tests import images
 
 CATEGORIES = ("Art", "History", "Poetry")
 COLORS = ((220, 30, 30), (30, 200, 30), (30, 30, 220))
-# As SchemaGen(infer_feature_shape=True) writes it for the ExampleGen's output.
+# As the reviewed schema (schema/schema.pbtxt) gives them to Transform.
 RAW_SPEC = {
     configs.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
     configs.CATEGORY_KEY: tf.io.FixedLenFeature([1], tf.string),

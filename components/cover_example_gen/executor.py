@@ -48,7 +48,9 @@ class DownloadCoversFn(beam.DoFn):
     def setup(self):
         fetch = self._settings.fetch
         self._session = covers.make_session(fetch.connections)
-        self._cache = covers.CoverCache(self._settings.cache_dir or None)
+        self._cache = covers.CoverCache(
+            self._settings.cache_dir or None, self._settings.fetch.cover_format
+        )
         self._pool = concurrent.futures.ThreadPoolExecutor(fetch.connections)
         self._max_in_flight = max(1, fetch.connections) * self.IN_FLIGHT_PER_CONNECTION
         self._progress = _Progress()
