@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -182,6 +183,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where everything is written (default ./outputs)",
     )
     p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every log line and third-party warning (the log file always has them)",
+    )
+    p.add_argument(
         "--direct-num-workers",
         type=int,
         default=configs.DIRECT_NUM_WORKERS,
@@ -192,6 +198,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    from bookcover import console
+
+    if not args.verbose:
+        console.quiet_environment()  # before TensorFlow is imported, here and in Beam workers
     # Imported here so that --help answers without loading TensorFlow.
     from tfx import v1 as tfx
 
@@ -254,6 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
         metadata_connection_config=connection,
         beam_pipeline_args=pipeline.direct_runner_args(args.direct_num_workers),
     )
+    log = RunLog(output_dir, len(bookcover.components), args.verbose)
     started = time.monotonic()
     try:
         tfx.orchestration.LocalDagRunner().run(bookcover)
@@ -263,18 +274,51 @@ def main(argv: list[str] | None = None) -> dict:
     except DataValidationError as e:
         summary = stopped_summary(connection, output_dir, e.findings)
         summary["wall_time_s"] = round(time.monotonic() - started, 1)
+        summary["log"] = log.name_by_run(summary["run_id"])
         summary_path = os.path.join(output_dir, "run_summary.json")
         with open(summary_path, "w") as f:
             json.dump(summary, f, indent=2)
         print_stopped(summary, summary_path)
         sys.exit(1)
+    except Exception as e:
+        if args.verbose:
+            raise
+        # The traceback goes to the log file; the terminal gets what failed and where to look.
+        logging.getLogger("local_runner").info("the run failed", exc_info=True)
+        sys.exit(f"bookcover: the run failed: {type(e).__name__}: {e}\n  full log: {log.path}")
     summary = collect_summary(connection, output_dir)
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
+    summary["log"] = log.name_by_run(summary["run_id"])
     summary_path = os.path.join(output_dir, "run_summary.json")
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
     print_result(summary, summary_path)
     return summary
+
+
+class RunLog:
+    """outputs/logs/<run id>.log: every log line of the run. TFX names the run only once it
+    starts, so the file begins under the start time and takes the run id at the end."""
+
+    def __init__(self, output_dir: str, steps: int, verbose: bool):
+        from bookcover import console
+
+        self.directory = os.path.join(output_dir, "logs")
+        os.makedirs(self.directory, exist_ok=True)
+        self.path = os.path.join(self.directory, time.strftime("started-%Y%m%d-%H%M%S.log"))
+        self.steps, self.verbose = steps, verbose
+        self.handler = console.configure_logging(self.path, steps, verbose)
+
+    def name_by_run(self, run_id: str) -> str:
+        from bookcover import console
+
+        target = os.path.join(self.directory, f"{run_id}.log")
+        self.handler.close()
+        os.replace(self.path, target)
+        self.path = target
+        # Lines after the run (the summary) go on into the renamed file.
+        self.handler = console.configure_logging(self.path, self.steps, self.verbose)
+        return target
 
 
 def collect_summary(connection, output_dir: str) -> dict:
@@ -336,6 +380,7 @@ def print_stopped(summary: dict, summary_path: str) -> None:
     print("  to go on knowingly: --allow-anomalies")
     print(f"  report:        {summary['report']}")
     print(f"  summary:       {summary_path}")
+    print(f"  log:           {summary['log']}")
 
 
 def print_result(summary: dict, summary_path: str) -> None:
@@ -358,6 +403,7 @@ def print_result(summary: dict, summary_path: str) -> None:
     print(f"  pushed model:  {summary['pushed_model'] or 'none (not blessed)'}")
     print(f"  report:        {summary['report']}")
     print(f"  summary:       {summary_path}")
+    print(f"  log:           {summary['log']}")
 
 
 if __name__ == "__main__":

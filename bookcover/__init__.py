@@ -1,30 +1,22 @@
-"""The pipeline's own artifact types, importable as `bookcover.<Type>`.
+"""The bottom layer: the pipeline's artifact types, its progress lines and its quiet console.
 
 Kubeflow V2 recovers a custom artifact type in the container by importing its
 TYPE_NAME as a class path, and its compiler accepts only `<module>.<Class>`
-names: so these classes live in this top-level module, under the names that
-ML Metadata already knows them by.
+names: so the types answer as `bookcover.CategoryAnalysis` and so on, under
+the names ML Metadata already knows them by. They load on first use, because
+importing them imports TensorFlow, and `bookcover.console` must be able to set
+TensorFlow's environment before that happens.
 """
 
-from tfx.types import artifact
+ARTIFACT_TYPES = ("CategoryAnalysis", "DataVerdict", "RunReport")
 
 
-class CategoryAnalysis(artifact.Artifact):
-    """Category counts, the selection made from them, and ingestion counts."""
+def __getattr__(name: str):
+    if name in ARTIFACT_TYPES:
+        from bookcover import artifacts
 
-    TYPE_NAME = "bookcover.CategoryAnalysis"
-
-
-class DataVerdict(artifact.Artifact):
-    """What data validation found in a run's data, and whether the run was let through."""
-
-    TYPE_NAME = "bookcover.DataVerdict"
+        return getattr(artifacts, name)
+    raise AttributeError(f"module 'bookcover' has no attribute {name!r}")
 
 
-class RunReport(artifact.Artifact):
-    """The run's report: index.html with its pictures, and run_summary.json."""
-
-    TYPE_NAME = "bookcover.RunReport"
-
-
-__all__ = ["CategoryAnalysis", "DataVerdict", "RunReport"]
+__all__ = list(ARTIFACT_TYPES)

@@ -16,6 +16,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
+from bookcover import progress
 from components.grid_tuner import RecordingGridSearch
 from models import export, inputs, model, reports
 from pipeline import configs
@@ -95,6 +96,33 @@ class EpochSeconds(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._started
 
 
+class EpochLines(keras.callbacks.Callback):
+    """One progress line per epoch through the `bookcover` logger: accuracy and ETA
+    (an upper bound when early stopping may end training sooner)."""
+
+    def __init__(self, epochs: int, prefix: str = "Trainer"):
+        super().__init__()
+        self.epochs, self.prefix = epochs, prefix
+        self.seconds: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.seconds.append(logs.get("epoch_seconds", 0.0))
+        left = (self.epochs - epoch - 1) * sum(self.seconds) / len(self.seconds)
+        figures = ", ".join(
+            f"{name} {logs[name]:.3f}" for name in ("accuracy", "val_accuracy") if name in logs
+        )
+        progress.LOGGER.info(
+            "%s: epoch %d/%d: %s, %.1f s, ETA %s",
+            self.prefix,
+            epoch + 1,
+            self.epochs,
+            figures,
+            self.seconds[-1],
+            progress.eta_text(left),
+        )
+
+
 def early_stopping(
     hp: keras_tuner.HyperParameters, patience: int
 ) -> list[keras.callbacks.Callback]:
@@ -142,7 +170,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         "validation_data": evaluation,
         "epochs": config.get("epochs", configs.TUNER_EPOCHS),
         "callbacks": [stop],
-        "verbose": 2,
+        "verbose": 0,  # grid_tuner.RecordingGridSearch logs one line per trial
     }
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
 
@@ -232,6 +260,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     best_weights = os.path.join(run_dir, "best.weights.h5")
     callbacks = [
         EpochSeconds(),  # first, so every later callback sees the time in the logs
+        EpochLines(epochs),
         keras.callbacks.BackupAndRestore(backup_dir_for(backup_base, fn_args, hp.values, config)),
         keras.callbacks.ModelCheckpoint(
             best_weights,
@@ -252,7 +281,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             validation_data=evaluation,
             epochs=epochs,
             callbacks=callbacks,
-            verbose=2,
+            verbose=0,  # EpochLines says what Keras would, one line per epoch
         )
         if fileio.exists(best_weights):
             cnn.load_weights(best_weights)

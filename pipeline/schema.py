@@ -39,8 +39,10 @@ def reviewed_schema(statistics):
     del schema.string_domain[:]
     category.skew_comparator.infinity_norm.threshold = configs.CATEGORY_SHARE_LINF
     category.drift_comparator.infinity_norm.threshold = configs.CATEGORY_SHARE_LINF
+    # The image domain bounds the size; schema/validations.pbtxt checks the format (its
+    # SQL also fails on values that are not images). No minimum_supported_image_fraction:
+    # TFDV warns on every split too small for image statistics when it is set.
     image = tfdv.get_feature(schema, configs.IMAGE_KEY)
-    image.image_domain.minimum_supported_image_fraction = 1.0
     image.image_domain.max_image_byte_size = configs.MAX_COVER_BYTES
     for name in REQUIRED:
         presence = tfdv.get_feature(schema, name).presence

@@ -6,6 +6,8 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -75,7 +77,17 @@ def runs(covers_over_http, tmp_path_factory):
         "--output-dir",
         str(out),
     ]
-    first = local_runner.main(argv)
+    # The first run as a user runs it, in its own process with the output on a pipe.
+    done = subprocess.run(
+        [sys.executable, "local_runner.py", *argv],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with open(out / "run_summary.json") as f:
+        first = json.load(f)
+    first["terminal"] = done.stdout + done.stderr
     second = local_runner.main(argv)
     report_files = sorted(os.listdir(out / "report")) + sorted(os.listdir(out / "report/gallery"))
     # No model can reach a floor above 1.0: the Evaluator must block it.
@@ -90,6 +102,40 @@ def test_every_component_executed_once(runs):
     assert COMPONENTS <= executed
     for name in COMPONENTS:
         assert first["components"][name]["wall_time_s"] >= 0
+
+
+NOISE = (
+    "FutureWarning",
+    "Local rendezvous",
+    "TF-TRT",
+    "Unable to register",
+    "property_predicate",
+    "WARNING:",
+    "Exception ignored",
+    "Traceback",
+)
+
+
+def test_the_terminal_is_readable(runs):
+    """Quiet by default: one line as each step starts and ends, progress, the summary."""
+    out, first, *_ = runs
+    lines = first["terminal"].splitlines()
+    assert len(lines) < 120, first["terminal"]
+    for pattern in NOISE:
+        assert pattern not in first["terminal"], pattern
+    assert "\r" not in first["terminal"] and "\x1b" not in first["terminal"]  # a pipe
+    for name in COMPONENTS:
+        assert any(line.endswith(f"] {name} ...") for line in lines), name
+        assert any(f"] {name}: executed in " in line for line in lines), name
+    assert any(line.startswith("CoverExampleGen: covers: 100% 64/64") for line in lines)
+    assert sum(line.startswith("Tuner: trial ") for line in lines) == 2
+    assert any(line.startswith("Trainer: epoch 2/2: accuracy ") for line in lines)
+    # The full log is kept, named by the run, and the summary names it.
+    assert lines[-1] == f"  log:           {first['log']}"
+    assert os.path.basename(first["log"]) == f"{first['run_id']}.log"
+    with open(first["log"]) as f:
+        log = f.read()
+    assert "Component Trainer is running." in log and "Search space summary" in log
 
 
 def test_rerun_executes_nothing_new(runs):

@@ -40,7 +40,7 @@ def assert_project_rules(reviewed) -> None:
     assert category.drift_comparator.infinity_norm.threshold == configs.CATEGORY_SHARE_LINF
     image = tfdv.get_feature(reviewed, configs.IMAGE_KEY)
     assert image.image_domain.max_image_byte_size == configs.MAX_COVER_BYTES
-    assert image.image_domain.minimum_supported_image_fraction == 1.0
+    assert not image.image_domain.HasField("minimum_supported_image_fraction")
     for name in schema.REQUIRED:
         assert tfdv.get_feature(reviewed, name).presence.min_fraction == 1.0, name
 

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import os
-import sys
 import time
 from typing import Any
 
@@ -21,6 +20,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from bookcover.progress import Progress
 from components import covers, splits
 from components.cover_example_gen import analysis
 from components.cover_example_gen.settings import IngestSettings
@@ -42,8 +42,9 @@ class DownloadCoversFn(beam.DoFn):
 
     IN_FLIGHT_PER_CONNECTION = 4
 
-    def __init__(self, settings: IngestSettings):
+    def __init__(self, settings: IngestSettings, total: int | None = None):
         self._settings = settings
+        self._total = total
 
     def setup(self):
         fetch = self._settings.fetch
@@ -53,9 +54,10 @@ class DownloadCoversFn(beam.DoFn):
         )
         self._pool = concurrent.futures.ThreadPoolExecutor(fetch.connections)
         self._max_in_flight = max(1, fetch.connections) * self.IN_FLIGHT_PER_CONNECTION
-        self._progress = _Progress()
+        self._progress = Progress("CoverExampleGen: covers", self._total, unit="cover")
 
     def teardown(self):
+        self._progress.close()
         self._pool.shutdown(wait=False)
         self._session.close()
 
@@ -111,41 +113,15 @@ class DownloadCoversFn(beam.DoFn):
     def _outputs(self, book: dict, jpeg: bytes | None, cached: bool, error):
         if error is not None:
             beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"failed/{error.reason}").inc()
-            self._progress.add(failed=1)
+            self._progress.update(failed=1)
             yield beam.pvalue.TaggedOutput(
                 "failures", {**book, "reason": error.reason, "detail": error.detail}
             )
             return
         counter = "cached" if cached else "downloaded"
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter).inc()
-        self._progress.add(done=1, cached=int(cached))
+        self._progress.update(cached=int(cached))
         yield {**book, "jpeg": jpeg, "content_hash": covers.content_hash(jpeg)}
-
-
-class _Progress:
-    """Logs counts and rate every few seconds from each worker."""
-
-    def __init__(self, every_s: float = 5.0):
-        self.start = self.last = time.monotonic()
-        self.every_s = every_s
-        self.done = self.cached = self.failed = 0
-
-    def add(self, done: int = 0, cached: int = 0, failed: int = 0) -> None:
-        self.done += done
-        self.cached += cached
-        self.failed += failed
-        now = time.monotonic()
-        if now - self.last >= self.every_s:
-            self.last = now
-            rate = (self.done + self.failed) / max(now - self.start, 1e-9)
-            # stderr, not logging: Beam's runner does not show workers' INFO logs,
-            # while worker processes share the runner's stderr.
-            print(
-                f"CoverExampleGen worker {os.getpid()}: {self.done} covers ok "
-                f"({self.cached} from cache), {self.failed} failed, {rate:.1f} covers/s",
-                file=sys.stderr,
-                flush=True,
-            )
 
 
 def _keep_first_by_hash(item: tuple[str, list[dict]]):
@@ -293,7 +269,9 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             | "Books" >> beam.Create(selection)
             | "Spread" >> beam.Reshuffle()
             | "Download"
-            >> beam.ParDo(DownloadCoversFn(settings)).with_outputs("failures", main="covers")
+            >> beam.ParDo(DownloadCoversFn(settings, len(selection))).with_outputs(
+                "failures", main="covers"
+            )
         )
         _ = (
             downloaded.failures
