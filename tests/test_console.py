@@ -18,11 +18,15 @@ def terminal():
     handler.addFilter(console.project_or_error)
     root = logging.getLogger()
     root.addHandler(handler)
-    level = root.level
-    root.setLevel(logging.INFO)
+    # Other tests (absl, TFX) may have set these loggers' levels.
+    loggers = [root, logging.getLogger("bookcover"), logging.getLogger("absl")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
     yield stream
     root.removeHandler(handler)
-    root.setLevel(level)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
 
 
 def test_progress_on_a_pipe_is_periodic_plain_lines(terminal):
