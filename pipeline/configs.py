@@ -200,5 +200,8 @@ VALIDATIONS_FILE = os.path.join(PROJECT_ROOT, "schema", "validations.pbtxt")
 # --- Local paths ------------------------------------------------------------
 OUTPUT_DIR = os.path.join(os.getcwd(), "outputs")
 DIRECT_NUM_WORKERS = 2
+# Beam arguments that keep a step in this process on the DirectRunner (CoverExampleGen,
+# Evaluator: see why at each); other runners ignore them.
+DIRECT_IN_PROCESS_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # The pinned environment every local Beam worker runs in (see direct_runner_args).
 REQUIREMENTS_FILE = os.path.join(PROJECT_ROOT, "requirements.lock")

@@ -45,7 +45,19 @@ def trained_on_ram(tmp_path_factory):
             "mixed_precision": "float32",
         },
     )
-    trainer.run_fn(args)
+    # The proof needs a best epoch other than the last. lr=10 makes that likely, not
+    # certain (validation accuracy may jump at the end by chance): train again with
+    # another seed until it holds.
+    import keras
+
+    for seed in range(4):
+        keras.utils.set_random_seed(seed)
+        if fileio.exists(remote):
+            fileio.rmtree(remote)
+        trainer.run_fn(args)
+        history = json.loads(fileio.open(f"{remote}/run/history.json").read())
+        if int(np.argmax(history["val_accuracy"])) < len(history["val_accuracy"]) - 1:
+            break
     return remote, root, args
 
 

@@ -81,13 +81,14 @@ def runs(covers_over_http, tmp_path_factory):
     done = subprocess.run(
         [sys.executable, "local_runner.py", *argv],
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # interleaved, as a terminal shows them
         text=True,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout
     with open(out / "run_summary.json") as f:
         first = json.load(f)
-    first["terminal"] = done.stdout + done.stderr
+    first["terminal"] = done.stdout
     second = local_runner.main(argv)
     report_files = sorted(os.listdir(out / "report")) + sorted(os.listdir(out / "report/gallery"))
     # No model can reach a floor above 1.0: the Evaluator must block it.

@@ -57,7 +57,7 @@ class CoverExampleGen(FileBasedExampleGen):
     # cover through the runner's data plane (benchmarks/README.md: ingestion).
     # Other runners (Dataflow, Flink) ignore these flags; a later
     # with_beam_pipeline_args call overrides them.
-    DIRECT_RUNNER_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    DIRECT_RUNNER_ARGS = configs.DIRECT_IN_PROCESS_ARGS
 
     SPEC_CLASS = CoverExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
