@@ -41,6 +41,7 @@ def assert_project_rules(reviewed) -> None:
     image = tfdv.get_feature(reviewed, configs.IMAGE_KEY)
     assert image.image_domain.max_image_byte_size == configs.MAX_COVER_BYTES
     assert not image.image_domain.HasField("minimum_supported_image_fraction")
+    assert tfdv.get_feature(reviewed, configs.TITLE_KEY).HasField("natural_language_domain")
     for name in schema.REQUIRED:
         assert tfdv.get_feature(reviewed, name).presence.min_fraction == 1.0, name
 
