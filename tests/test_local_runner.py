@@ -152,3 +152,30 @@ def test_direct_runner_args_spare_tfx_its_ephemeral_package():
     # arguments already name the workers' dependencies.
     assert dependency_utils.make_beam_dependency_flags(args) == args
     assert os.path.isfile(configs.REQUIREMENTS_FILE)
+
+
+def test_a_failed_run_says_what_failed_and_where_its_log_is(tmp_path):
+    """Quiet output still shows an error: one message and the log, the traceback in the log."""
+    import shutil
+    import subprocess
+    import sys
+
+    from pipeline import embedded_data
+
+    csv_path = embedded_data.generate(str(tmp_path / "data"), categories=2, per_category=4)
+    shutil.rmtree(tmp_path / "data" / "covers")  # every cover fails: over the allowed share
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "local_runner.py", "--books-csv", csv_path, "--categories", "2"]
+        + ["--output-dir", str(out)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert "bookcover: the run failed: RuntimeError: 8 of 8 covers (100%) failed" in done.stdout
+    assert "Traceback" not in done.stdout
+    (log,) = (out / "logs").iterdir()
+    assert f"full log: {log}" in done.stdout
+    assert "Traceback" in log.read_text()
