@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from models import inputs
 from models.inputs import raw_feature_spec
 from pipeline import configs
 
@@ -22,12 +23,8 @@ class CoverClassifier(tf.Module):
         # served function that captures one the module cannot reach fails to save.
         self.model_variables = list(model.variables)
         self.tft_layer = tf_transform_output.transform_features_layer()
-        names = tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
-        self.class_names = tf.Variable(
-            [n.decode("utf-8") if isinstance(n, bytes) else n for n in names],
-            trainable=False,
-            name="class_names",
-        )
+        names = inputs.category_names(tf_transform_output)
+        self.class_names = tf.Variable(names, trainable=False, name="class_names")
         self.num_classes = len(names)
         self.image_spec = raw_feature_spec(tf_transform_output, (configs.IMAGE_KEY,))
         # The transformed feature the model takes: its input layer's name.

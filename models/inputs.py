@@ -162,16 +162,19 @@ def mix_batches(
     return without_autotune(mixed)
 
 
+def category_names(tf_transform_output: tft.TFTransformOutput) -> list[str]:
+    """The categories in label order (Transform's vocabulary), as text."""
+    names = tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
+    return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+
+
 def class_counts(file_patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> list[int]:
     """Examples per class in the files, in the category vocabulary's order.
 
     Parses only the category feature, so it reads the files without decoding a
     single image; the training set's size and balance come from it.
     """
-    vocabulary = [
-        v.decode() if isinstance(v, bytes) else v
-        for v in tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
-    ]
+    vocabulary = category_names(tf_transform_output)
     index = {name: i for i, name in enumerate(vocabulary)}
     spec = raw_feature_spec(tf_transform_output, (configs.CATEGORY_KEY,))
     files = tf.data.Dataset.list_files(file_patterns, shuffle=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
 from tfx.dsl.io import fileio
+
+from bookcover import plotting
 
 HISTORY_FILE = "history.json"
 CURVES_FILE = "training_curves.png"
@@ -22,11 +23,7 @@ def save_history(history: dict, out_dir: str) -> None:
 
 def plot_history(history: dict, path: str) -> None:
     """Accuracy and loss per epoch, train and eval, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     for ax, metric, title in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
         for prefix, label in (("", "train"), ("val_", "eval")):
@@ -41,8 +38,4 @@ def plot_history(history: dict, path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    with fileio.open(path, "wb") as f:
-        f.write(png.getvalue())
+    plotting.save_png(fig, path)

@@ -351,10 +351,9 @@ def category_names(transform_graph_uri: str | None) -> list[str]:
         return []
     import tensorflow_transform as tft
 
-    names = tft.TFTransformOutput(transform_graph_uri).vocabulary_by_name(
-        configs.CATEGORY_VOCABULARY
-    )
-    return [n.decode() if isinstance(n, bytes) else n for n in names]
+    from models import inputs
+
+    return inputs.category_names(tft.TFTransformOutput(transform_graph_uri))
 
 
 # --- HTML --------------------------------------------------------------------------

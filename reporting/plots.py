@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from tfx.dsl.io import fileio
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str) -> None:
-    """PNG through fileio, so the report can live in a gs:// or s3:// pipeline root."""
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    _pyplot().close(fig)
-    with fileio.open(path, "wb") as f:
-        f.write(png.getvalue())
+from bookcover import plotting
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str) -> None:
     """Rows normalised to the share of each true category; counts written in the cells."""
-    plt = _pyplot()
+    plt = plotting.pyplot()
     n = len(class_names)
     totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
@@ -47,12 +28,12 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: str)
                 ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true category")
     fig.tight_layout()
-    _save(fig, path)
+    plotting.save_png(fig, path)
 
 
 def plot_per_class(rows: list[dict], path: str) -> None:
     """Precision and recall per category as paired horizontal bars."""
-    plt = _pyplot()
+    plt = plotting.pyplot()
     names = [r["category"] for r in rows]
     y = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.4 * len(rows) + 1.5)), dpi=110)
@@ -66,12 +47,12 @@ def plot_per_class(rows: list[dict], path: str) -> None:
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    _save(fig, path)
+    plotting.save_png(fig, path)
 
 
 def plot_trials(trials: list[dict], path: str) -> list[str]:
     """Validation accuracy per epoch of every grid-search trial; returns the curves' labels."""
-    plt = _pyplot()
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     labels = []
     for trial in trials:
@@ -86,5 +67,5 @@ def plot_trials(trials: list[dict], path: str) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    _save(fig, path)
+    plotting.save_png(fig, path)
     return labels

@@ -13,6 +13,7 @@ import os
 from apache_beam.metrics.metric import MetricsFilter
 from tfx.dsl.io import fileio
 
+from bookcover import plotting
 from components import books_csv
 from components.cover_example_gen.settings import IngestSettings
 
@@ -76,11 +77,7 @@ def _write_text(path: str, text: str) -> None:
 
 def plot_cumulative_share(table: list[books_csv.CategoryCount], path: str, selected: int) -> None:
     """Sorted cumulative category frequency, with the selection and 50% marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     ranks = list(range(1, len(table) + 1))
     shares = [100 * r.cumulative_share for r in table]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
@@ -95,11 +92,7 @@ def plot_cumulative_share(table: list[books_csv.CategoryCount], path: str, selec
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    with fileio.open(path, "wb") as f:
-        f.write(png.getvalue())
+    plotting.save_png(fig, path)
 
 
 def ingest_counts(metrics, namespace: str, selected: int) -> dict:

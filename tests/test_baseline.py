@@ -1,0 +1,54 @@
+"""The Evaluator's baseline: the latest blessed model that is not the candidate itself."""
+
+from tfx.types import standard_artifacts
+
+from pipeline import baseline
+
+
+def model(model_id: int):
+    artifact = standard_artifacts.Model()
+    artifact.id = model_id
+    return artifact
+
+
+def blessing(model_id: int, blessed: bool):
+    artifact = standard_artifacts.ModelBlessing()
+    artifact.set_int_custom_property("current_model_id", model_id)
+    artifact.set_int_custom_property("blessed", int(blessed))
+    return artifact
+
+
+def resolve(models, blessings, candidate):
+    strategy = baseline.PreviousBlessedModelStrategy()
+    return strategy.resolve_artifacts(
+        None,
+        {
+            baseline.MODEL_KEY: models,
+            baseline.BLESSING_KEY: blessings,
+            baseline.CANDIDATE_KEY: candidate,
+        },
+    )
+
+
+def test_the_candidate_is_never_its_own_baseline():
+    models = [model(1), model(2), model(3)]
+    blessings = [blessing(1, True), blessing(2, False), blessing(3, True)]
+    # Model 3, blessed by an earlier run, is the candidate again (a cached rerun).
+    result = resolve(models, blessings, candidate=[models[2]])
+    assert [m.id for m in result[baseline.MODEL_KEY]] == [1]
+    assert result[baseline.BLESSING_KEY][0].get_int_custom_property("current_model_id") == 1
+    assert result[baseline.CANDIDATE_KEY] == [models[2]]
+
+
+def test_the_latest_blessed_other_model_wins_and_unblessed_ones_never_do():
+    models = [model(1), model(2), model(3), model(4)]
+    blessings = [blessing(1, True), blessing(2, True), blessing(3, False)]
+    result = resolve(models, blessings, candidate=[models[3]])
+    assert [m.id for m in result[baseline.MODEL_KEY]] == [2]
+
+
+def test_no_blessed_model_means_no_baseline():
+    models = [model(1), model(2)]
+    result = resolve(models, [blessing(1, False)], candidate=[models[1]])
+    assert result[baseline.MODEL_KEY] == [] and result[baseline.BLESSING_KEY] == []
+    assert resolve([], [], candidate=[])[baseline.MODEL_KEY] == []
