@@ -13,8 +13,8 @@ class RandomShiftZoom(keras.layers.Layer):
 
     The same distribution as keras.layers.RandomTranslation followed by
     RandomZoom (same factor for height and width, edges filled by the nearest
-    pixel), at the cost of one image warp instead of two: on 2 CPU cores the
-    warps were 18% of a training step (48 of 266 ms at batch 64).
+    pixel), at the cost of one image warp instead of two: on CPU cores the warps
+    are a large share of a training step (benchmarks/README.md, row 0876dd3).
     """
 
     def __init__(self, shift: float, zoom: float, seed: int | None = None, **kwargs):

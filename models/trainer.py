@@ -18,7 +18,7 @@ from tfx.dsl.io import fileio
 
 from bookcover import progress
 from components.grid_tuner import RecordingGridSearch
-from models import export, inputs, model, reports
+from models import export, history, inputs, model
 from pipeline import configs
 
 
@@ -276,7 +276,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with dtype_policy(policy):
         with strategy.scope():
             cnn = model.build_model(hp, num_classes, steps_per_epoch, epochs)
-        history = cnn.fit(
+        fit = cnn.fit(
             train,
             validation_data=evaluation,
             epochs=epochs,
@@ -285,5 +285,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         )
         if fileio.exists(best_weights):
             cnn.load_weights(best_weights)
-    reports.save_history(history.history, run_dir)
+    history.save_history(fit.history, run_dir)
     export.export_model(cnn, tf_transform_output, fn_args.serving_model_dir)

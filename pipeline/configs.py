@@ -77,8 +77,8 @@ EMBEDDED_TRAIN_EPOCHS = 20
 SEED_LEARNING_RATES = (1e-4, 5e-4, 1e-3)
 SEED_FIRST_FILTERS = (24, 32, 40)
 LEARNING_RATES = (5e-4, 1e-3, 2e-3)
-# 16 and 24 gave the same test accuracy after 60 epochs (37.7% and 37.8%), but a
-# 24-filter Trainer takes 45 min on 2 cores, past the quality benchmark's hour.
+# Wider first layers (24) scored no better on real covers and train too slowly for
+# the quality benchmark's hour on 2 cores (benchmarks/README.md, "Model quality").
 FIRST_FILTERS = (12, 16)
 # Every other hyperparameter, fixed during the search. SEED_MODEL_OPTIONS is
 # the seed work's exact model and training, kept as the baseline;
@@ -152,8 +152,8 @@ PLATEAU_FACTOR = 0.3
 # --- Tuning and training ----------------------------------------------------
 TUNER_EPOCHS = 3
 TUNER_PATIENCE = 2
-# 90 epochs against 60: 39.7% test top-1 (40.4% best validation) against
-# 36.8-37.8%, in 47 min of the quality benchmark's hour (benchmarks/README.md).
+# The cosine schedule's length: 90 epochs beat 60 on real covers and still fit
+# the quality benchmark's hour (figures in benchmarks/README.md, "Model quality").
 TRAIN_EPOCHS = 90
 # Early stopping on validation accuracy, the metric the best checkpoint is
 # chosen by, for the schedules without a set end (constant, plateau). The

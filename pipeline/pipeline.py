@@ -12,7 +12,7 @@ from components.cover_example_gen.settings import IngestSettings
 from components.cover_pusher import CoverPusher
 from components.data_gate import DataGate
 from components.grid_tuner import CoverTuner
-from pipeline import baseline, configs
+from pipeline import configs, previous_blessed_model_strategy
 from reporting.component import ReportGen
 
 
@@ -92,7 +92,7 @@ def create_pipeline(
     accuracy_floor: float | None = None,
     trainer_backup_dir: str | None = None,
     num_classes: int | None = None,
-    baseline_strategy: type = baseline.PreviousBlessedModelStrategy,
+    baseline_strategy: type = previous_blessed_model_strategy.PreviousBlessedModelStrategy,
     schema_file: str = configs.SCHEMA_FILE,
     allow_anomalies: bool = False,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
@@ -181,8 +181,8 @@ def create_pipeline(
 
     # KFP's compiler knows only TFX's own strategies, which take no candidate.
     candidate = {}
-    if issubclass(baseline_strategy, baseline.PreviousBlessedModelStrategy):
-        candidate = {baseline.CANDIDATE_KEY: trainer.outputs["model"]}
+    if issubclass(baseline_strategy, previous_blessed_model_strategy.PreviousBlessedModelStrategy):
+        candidate = {previous_blessed_model_strategy.CANDIDATE_KEY: trainer.outputs["model"]}
     model_resolver = tfx.dsl.Resolver(
         strategy_class=baseline_strategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

@@ -12,7 +12,7 @@ from tfx.dsl.io import fileio
 
 from components import grid_tuner
 from components.cover_example_gen import analysis
-from models import reports as training_reports
+from models import history as training_history
 from pipeline import configs
 from reporting import evaluation, plots
 from reporting.run_artifacts import RunArtifacts
@@ -61,7 +61,7 @@ def _header(summary: dict) -> str:
         verdict = "NOT blessed: the previous pushed model stays in place"
     if summary.get("stopped"):
         verdict = f"stopped: {summary['stopped']}"
-    reasons = "".join(f"<li>{_e(r)}</li>" for r in summary.get("blocked_reasons", []))
+    reasons = "".join(f"<li>{_escape(r)}</li>" for r in summary.get("blocked_reasons", []))
     facts = [
         ("Run", summary.get("run_id")),
         ("Test accuracy", _pct(accuracy)),
@@ -71,7 +71,7 @@ def _header(summary: dict) -> str:
         ("Model", verdict),
         ("Pushed to", summary.get("pushed_model") or "nothing pushed"),
     ]
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)
+    rows = "".join(f"<tr><th>{_escape(k)}</th><td>{_escape(v)}</td></tr>" for k, v in facts)
     blocked = f"<p class='bad'>Why it was blocked:</p><ul>{reasons}</ul>" if reasons else ""
     return (
         f"<h1>bookcover: run report</h1><table class='facts' id='summary'>{rows}</table>{blocked}"
@@ -88,7 +88,7 @@ def _categories_section(analysis_uri: str | None, report_dir: str) -> str:
     selected = set(facts["selected_categories"])
     rows = "".join(
         f"<tr{' class=selected' if r['category'] in selected else ''}>"
-        f"<td>{_e(r['category'])}</td><td>{_e(r['count'])}</td>"
+        f"<td>{_escape(r['category'])}</td><td>{_escape(r['count'])}</td>"
         f"<td>{float(r['cumulative_share']):.1%}</td></tr>"
         for r in counts[:CATEGORY_ROWS_SHOWN]
     )
@@ -131,9 +131,9 @@ def _data_section(summary: dict, statistics_uri: str | None, anomalies_uri: str 
     examples = summary.get("examples", {})
     splits = [s for s in configs.SPLIT_NAMES if s in examples]
     categories = sorted({c for split in examples.values() for c in split})
-    header = "".join(f"<th>{_e(s)}</th>" for s in splits)
+    header = "".join(f"<th>{_escape(s)}</th>" for s in splits)
     rows = "".join(
-        f"<tr><td>{_e(c)}</td>"
+        f"<tr><td>{_escape(c)}</td>"
         + "".join(f"<td>{examples[s].get(c, 0)}</td>" for s in splits)
         + "</tr>"
         for c in categories
@@ -144,7 +144,7 @@ def _data_section(summary: dict, statistics_uri: str | None, anomalies_uri: str 
         "<h2 id='data'>Data</h2>",
         f"<p>Covers selected {ingestion.get('selected', 'n/a')}, downloaded "
         f"{ingestion.get('downloaded', 'n/a')}, from the cache {ingestion.get('cached', 'n/a')}, "
-        f"failed {ingestion.get('failed', 'n/a')}{f' ({_e(failures)})' if failures else ''}, "
+        f"failed {ingestion.get('failed', 'n/a')}{f' ({_escape(failures)})' if failures else ''}, "
         f"duplicates dropped {ingestion.get('duplicates_dropped', 'n/a')}.</p>",
         f"<table><tr><th>category</th>{header}</tr>{rows}"
         f"<tr><td><b>total</b></td>{totals}</tr></table>",
@@ -171,8 +171,8 @@ def _statistics_table(statistics_uri: str) -> str:
             elif feature.HasField("string_stats"):
                 detail = f"{feature.string_stats.unique} unique"
             rows.append(
-                f"<tr><td>{_e(split)}</td><td>{_e(feature.path.step[-1])}</td>"
-                f"<td>{dataset.num_examples}</td><td>{missing}</td><td>{_e(detail)}</td></tr>"
+                f"<tr><td>{_escape(split)}</td><td>{_escape(feature.path.step[-1])}</td>"
+                f"<td>{dataset.num_examples}</td><td>{missing}</td><td>{_escape(detail)}</td></tr>"
             )
     return (
         "<h3>TFDV statistics</h3><table><tr><th>split</th><th>feature</th><th>examples</th>"
@@ -209,8 +209,8 @@ def _anomalies(summary: dict, anomalies_uri: str | None) -> str:
         else "The run stopped here, before Transform."
     )
     rows = "".join(
-        f"<tr><td>{_e(f['split'])}</td><td>{_e(f['feature'])}</td>"
-        f"<td>{_e(f['problem'])}</td><td>{_e(f['detail'])}</td></tr>"
+        f"<tr><td>{_escape(f['split'])}</td><td>{_escape(f['feature'])}</td>"
+        f"<td>{_escape(f['problem'])}</td><td>{_escape(f['detail'])}</td></tr>"
         for f in findings
     )
     return (
@@ -227,10 +227,10 @@ def _grid_search_section(results_uri: str | None, report_dir: str) -> str:
     plots.plot_trials(trials, os.path.join(report_dir, TRIALS_PNG))
     best = max((t for t in trials if t["score"] is not None), key=lambda t: t["score"])
     rows = "".join(
-        f"<tr{' class=selected' if t is best else ''}><td>{_e(t['trial_id'])}</td>"
+        f"<tr{' class=selected' if t is best else ''}><td>{_escape(t['trial_id'])}</td>"
         f"<td>{t['learning_rate']:g}</td><td>{t['first_filters']}</td>"
         f"<td>{_pct(t['score'])}</td><td>{t['epochs_run']}</td><td>{t['best_epoch']}</td>"
-        f"<td>{_e(t['status'])}</td></tr>"
+        f"<td>{_escape(t['status'])}</td></tr>"
         for t in trials
     )
     return (
@@ -242,10 +242,10 @@ def _grid_search_section(results_uri: str | None, report_dir: str) -> str:
 
 
 def _training_section(model_run_uri: str | None, report_dir: str) -> str:
-    history = read_json(model_run_uri, training_reports.HISTORY_FILE)
+    history = read_json(model_run_uri, training_history.HISTORY_FILE)
     if history is None:
         return _missing("Training", "no Trainer history")
-    curves = _copy(os.path.join(model_run_uri, training_reports.CURVES_FILE), report_dir)
+    curves = _copy(os.path.join(model_run_uri, training_history.CURVES_FILE), report_dir)
     best = int(np.argmax(history["val_accuracy"])) if history.get("val_accuracy") else None
     text = (
         f"<p>{len(history.get('loss', []))} epochs; best validation accuracy "
@@ -262,7 +262,7 @@ def _evaluation_section(evaluation_uri: str, class_names: list[str], report_dir:
     plots.plot_confusion_matrix(matrix, class_names, os.path.join(report_dir, CONFUSION_PNG))
     plots.plot_per_class(rows, os.path.join(report_dir, PER_CLASS_PNG))
     table = "".join(
-        f"<tr><td>{_e(r['category'])}</td><td>{r['precision']:.3f}</td>"
+        f"<tr><td>{_escape(r['category'])}</td><td>{r['precision']:.3f}</td>"
         f"<td>{r['recall']:.3f}</td><td>{r['f1']:.3f}</td><td>{r['support']}</td></tr>"
         for r in rows
     )
@@ -288,11 +288,12 @@ def _gallery_section(model_uri: str, examples_uri: str, report_dir: str) -> str:
             name = f"{kind}_{i:02d}.jpg"
             with fileio.open(os.path.join(gallery_dir, name), "wb") as f:
                 f.write(cover["jpeg"])
-            src, alt = f"{GALLERY_DIR}/{name}", _e(cover["title"])
+            src, alt = f"{GALLERY_DIR}/{name}", _escape(cover["title"])
             cards.append(
                 f"<figure class='{kind}'><img src='{src}' alt='{alt}'>"
-                f"<figcaption><b>{_e(cover['title'][:60])}</b><br>true: {_e(cover['true'])}<br>"
-                f"predicted: {_e(cover['predicted'])} ({cover['score']:.0%})</figcaption></figure>"
+                f"<figcaption><b>{_escape(cover['title'][:60])}</b><br>"
+                f"true: {_escape(cover['true'])}<br>predicted: {_escape(cover['predicted'])} "
+                f"({cover['score']:.0%})</figcaption></figure>"
             )
         label = "Classified right" if kind == "right" else "Classified wrong"
         body = "".join(cards) or "<p>none</p>"
@@ -359,7 +360,7 @@ def category_names(transform_graph_uri: str | None) -> list[str]:
 # --- HTML --------------------------------------------------------------------------
 
 
-def _e(value) -> str:
+def _escape(value) -> str:
     return html.escape(str(value), quote=True)
 
 
@@ -379,11 +380,11 @@ def _copy(path: str, report_dir: str) -> str | None:
 
 
 def _img(name: str | None, alt: str) -> str:
-    return f"<img class='plot' src='{_e(name)}' alt='{_e(alt)}'>" if name else ""
+    return f"<img class='plot' src='{_escape(name)}' alt='{_escape(alt)}'>" if name else ""
 
 
 def _missing(title: str, why: str) -> str:
-    return f"<h2>{_e(title)}</h2><p>Not available: {_e(why)}.</p>"
+    return f"<h2>{_escape(title)}</h2><p>Not available: {_escape(why)}.</p>"
 
 
 STYLE = """

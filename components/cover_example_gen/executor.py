@@ -66,7 +66,7 @@ class DownloadCoversFn(beam.DoFn):
         self._bundle_started = time.time()
         self._bundle_books = 0
 
-    def _one(self, book: dict) -> tuple[dict, bytes | None, bool, covers.CoverError | None]:
+    def _download(self, book: dict) -> tuple[dict, bytes | None, bool, covers.CoverError | None]:
         try:
             jpeg, cached = covers.download_cover(
                 book["image_url"], self._session, self._settings.fetch, self._cache
@@ -79,7 +79,7 @@ class DownloadCoversFn(beam.DoFn):
 
     def process(self, book: dict):
         self._bundle_books += 1
-        self._pending.add(self._pool.submit(self._one, book))
+        self._pending.add(self._pool.submit(self._download, book))
         if len(self._pending) >= self._max_in_flight:
             done, self._pending = concurrent.futures.wait(
                 self._pending, return_when=concurrent.futures.FIRST_COMPLETED

@@ -1,4 +1,4 @@
-"""Training history as JSON and as the accuracy/loss curves plot."""
+"""Training history: history.json and the accuracy/loss curves plot, beside the model run."""
 
 from __future__ import annotations
 

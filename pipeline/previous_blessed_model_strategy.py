@@ -1,4 +1,4 @@
-"""Resolver strategy: the latest blessed model that is not the candidate being evaluated."""
+"""The Evaluator's baseline: the latest blessed model other than the candidate itself."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from tfx.types import standard_artifacts
 
-from pipeline import baseline
+from pipeline import previous_blessed_model_strategy as strategy
 
 
 def model(model_id: int):
@@ -19,13 +19,12 @@ def blessing(model_id: int, blessed: bool):
 
 
 def resolve(models, blessings, candidate):
-    strategy = baseline.PreviousBlessedModelStrategy()
-    return strategy.resolve_artifacts(
+    return strategy.PreviousBlessedModelStrategy().resolve_artifacts(
         None,
         {
-            baseline.MODEL_KEY: models,
-            baseline.BLESSING_KEY: blessings,
-            baseline.CANDIDATE_KEY: candidate,
+            strategy.MODEL_KEY: models,
+            strategy.BLESSING_KEY: blessings,
+            strategy.CANDIDATE_KEY: candidate,
         },
     )
 
@@ -35,20 +34,20 @@ def test_the_candidate_is_never_its_own_baseline():
     blessings = [blessing(1, True), blessing(2, False), blessing(3, True)]
     # Model 3, blessed by an earlier run, is the candidate again (a cached rerun).
     result = resolve(models, blessings, candidate=[models[2]])
-    assert [m.id for m in result[baseline.MODEL_KEY]] == [1]
-    assert result[baseline.BLESSING_KEY][0].get_int_custom_property("current_model_id") == 1
-    assert result[baseline.CANDIDATE_KEY] == [models[2]]
+    assert [m.id for m in result[strategy.MODEL_KEY]] == [1]
+    assert result[strategy.BLESSING_KEY][0].get_int_custom_property("current_model_id") == 1
+    assert result[strategy.CANDIDATE_KEY] == [models[2]]
 
 
 def test_the_latest_blessed_other_model_wins_and_unblessed_ones_never_do():
     models = [model(1), model(2), model(3), model(4)]
     blessings = [blessing(1, True), blessing(2, True), blessing(3, False)]
     result = resolve(models, blessings, candidate=[models[3]])
-    assert [m.id for m in result[baseline.MODEL_KEY]] == [2]
+    assert [m.id for m in result[strategy.MODEL_KEY]] == [2]
 
 
 def test_no_blessed_model_means_no_baseline():
     models = [model(1), model(2)]
     result = resolve(models, [blessing(1, False)], candidate=[models[1]])
-    assert result[baseline.MODEL_KEY] == [] and result[baseline.BLESSING_KEY] == []
-    assert resolve([], [], candidate=[])[baseline.MODEL_KEY] == []
+    assert result[strategy.MODEL_KEY] == [] and result[strategy.BLESSING_KEY] == []
+    assert resolve([], [], candidate=[])[strategy.MODEL_KEY] == []
