@@ -1,9 +1,40 @@
-"""Classifies cover images (files or URLs) with an exported model: python -m models.predict."""
+"""Classifies covers with an exported model: image files or URLs (python -m models.predict),
+or the pipeline's own tf.Examples (the report's gallery)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from pipeline import configs
+
+
+def classify_examples(model_dir: str, example_files: list[str], batch_size: int = 64) -> list[dict]:
+    """Every example in the gzipped TFRecord files, through the model's serving_tf_example
+    signature: its cover, title, true category, top category and that category's score."""
+    import tensorflow as tf
+
+    classify = tf.saved_model.load(model_dir).signatures["serving_tf_example"]
+    covers = []
+    for batch in tf.data.TFRecordDataset(example_files, compression_type="GZIP").batch(batch_size):
+        result = classify(examples=batch)
+        for serialized, category, score in zip(
+            batch.numpy(),
+            result["category"].numpy(),
+            result["top_scores"].numpy()[:, 0],
+            strict=True,
+        ):
+            feature = tf.train.Example.FromString(serialized).features.feature
+            covers.append(
+                {
+                    "jpeg": feature[configs.IMAGE_KEY].bytes_list.value[0],
+                    "title": feature[configs.TITLE_KEY].bytes_list.value[0].decode(),
+                    "true": feature[configs.CATEGORY_KEY].bytes_list.value[0].decode(),
+                    "predicted": category.decode(),
+                    "score": float(score),
+                }
+            )
+    return covers
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -248,7 +248,10 @@ def _evaluation(evaluation_uri: str, class_names: list[str], report_dir: str) ->
 
 
 def _gallery(model_uri: str, examples_uri: str, report_dir: str) -> list[dict]:
-    covers = classify_test_covers(model_uri, examples_uri)
+    from models import predict
+
+    test_files = sorted(fileio.glob(os.path.join(examples_uri, "Split-test", "*")))
+    covers = predict.classify_examples(os.path.join(model_uri, "Format-Serving"), test_files)
     right = [c for c in covers if c["true"] == c["predicted"]]
     wrong = [c for c in covers if c["true"] != c["predicted"]]
     gallery_dir = os.path.join(report_dir, GALLERY_DIR)
@@ -268,36 +271,6 @@ def _gallery(model_uri: str, examples_uri: str, report_dir: str) -> list[dict]:
 
 
 # --- Data ------------------------------------------------------------------------
-
-
-def classify_test_covers(model_uri: str, examples_uri: str, batch_size: int = 64) -> list[dict]:
-    """Every test cover with its true category, the model's top category and its score."""
-    import tensorflow as tf
-
-    serving_dir = os.path.join(model_uri, "Format-Serving")
-    classify = tf.saved_model.load(serving_dir).signatures["serving_tf_example"]
-    files = sorted(fileio.glob(os.path.join(examples_uri, "Split-test", "*")))
-    covers = []
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(batch_size):
-        result = classify(examples=batch)
-        for serialized, category, score in zip(
-            batch.numpy(),
-            result["category"].numpy(),
-            result["top_scores"].numpy()[:, 0],
-            strict=True,
-        ):
-            example = tf.train.Example.FromString(serialized)
-            feature = example.features.feature
-            covers.append(
-                {
-                    "jpeg": feature[configs.IMAGE_KEY].bytes_list.value[0],
-                    "title": feature[configs.TITLE_KEY].bytes_list.value[0].decode(),
-                    "true": feature[configs.CATEGORY_KEY].bytes_list.value[0].decode(),
-                    "predicted": category.decode(),
-                    "score": float(score),
-                }
-            )
-    return covers
 
 
 def _spread(covers: list[dict]) -> list[dict]:

@@ -46,10 +46,25 @@ def test_softmax_output_stays_float32_under_mixed_precision():
     np.testing.assert_allclose(np.asarray(out).sum(axis=1), 1.0, rtol=1e-3)
 
 
-def test_grid_is_the_configured_product():
+def test_grid_search_visits_every_point_of_the_configured_grid_once(tmp_path):
+    """keras-tuner's grid oracle, given these hyperparameters, runs the product of the two
+    lists and stops: no fixed option adds trials."""
+    import keras_tuner
+
     hp = model.default_hyperparameters((1e-4, 5e-4, 1e-3), (24, 32, 40))
-    assert hp.space[0].values == [1e-4, 5e-4, 1e-3]
-    assert hp.space[1].values == [24, 32, 40]
+    oracle = keras_tuner.oracles.GridSearchOracle(
+        objective=keras_tuner.Objective("val_accuracy", "max"), hyperparameters=hp
+    )
+    oracle._set_project_dir(str(tmp_path), "grid")
+    visited = []
+    while (trial := oracle.create_trial("tuner0")).status != "STOPPED":
+        visited.append(
+            (trial.hyperparameters.get("learning_rate"), trial.hyperparameters.get("first_filters"))
+        )
+        oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+        oracle.end_trial(trial)
+        assert len(visited) <= 9
+    assert sorted(visited) == [(lr, f) for lr in (1e-4, 5e-4, 1e-3) for f in (24, 32, 40)]
 
 
 def test_seed_preset_is_the_default_options_unless_overridden():
