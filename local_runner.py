@@ -208,7 +208,6 @@ def main(argv: list[str] | None = None) -> dict:
     from components import books_csv
     from components.cover_example_gen.settings import IngestSettings
     from components.covers import FetchConfig
-    from components.data_gate import DataValidationError
     from pipeline import embedded_data, pipeline
 
     output_dir = os.path.abspath(args.output_dir)
@@ -265,6 +264,18 @@ def main(argv: list[str] | None = None) -> dict:
         beam_pipeline_args=pipeline.direct_runner_args(args.direct_num_workers),
     )
     log = RunLog(output_dir, len(bookcover.components), args.verbose)
+    try:
+        return run_pipeline(tfx, bookcover, connection, output_dir, log, args.verbose)
+    finally:
+        # main() also runs in process (tests, benchmarks): leave logging as it was found.
+        console.release_logging()
+
+
+def run_pipeline(tfx, bookcover, connection, output_dir: str, log: RunLog, verbose: bool) -> dict:
+    """Runs the pipeline; the summary, or one clear exit when it cannot finish."""
+    from components import books_csv
+    from components.data_gate import DataValidationError
+
     started = time.monotonic()
     try:
         tfx.orchestration.LocalDagRunner().run(bookcover)
@@ -273,27 +284,27 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"bookcover: {e}")
     except DataValidationError as e:
         summary = stopped_summary(connection, output_dir, e.findings)
-        summary["wall_time_s"] = round(time.monotonic() - started, 1)
-        summary["log"] = log.name_by_run(summary["run_id"])
-        summary_path = os.path.join(output_dir, "run_summary.json")
-        with open(summary_path, "w") as f:
-            json.dump(summary, f, indent=2)
-        print_stopped(summary, summary_path)
+        print_stopped(summary, write_summary(summary, output_dir, started, log))
         sys.exit(1)
     except Exception as e:
-        if args.verbose:
+        if verbose:
             raise
         # The traceback goes to the log file; the terminal gets what failed and where to look.
         logging.getLogger("local_runner").info("the run failed", exc_info=True)
         sys.exit(f"bookcover: the run failed: {type(e).__name__}: {e}\n  full log: {log.path}")
     summary = collect_summary(connection, output_dir)
+    print_result(summary, write_summary(summary, output_dir, started, log))
+    return summary
+
+
+def write_summary(summary: dict, output_dir: str, started: float, log: RunLog) -> str:
+    """Adds the wall time and the log (now named by the run) and writes run_summary.json."""
     summary["wall_time_s"] = round(time.monotonic() - started, 1)
     summary["log"] = log.name_by_run(summary["run_id"])
     summary_path = os.path.join(output_dir, "run_summary.json")
     with open(summary_path, "w") as f:
         json.dump(summary, f, indent=2)
-    print_result(summary, summary_path)
-    return summary
+    return summary_path
 
 
 class RunLog:
@@ -306,18 +317,14 @@ class RunLog:
         self.directory = os.path.join(output_dir, "logs")
         os.makedirs(self.directory, exist_ok=True)
         self.path = os.path.join(self.directory, time.strftime("started-%Y%m%d-%H%M%S.log"))
-        self.steps, self.verbose = steps, verbose
         self.handler = console.configure_logging(self.path, steps, verbose)
 
     def name_by_run(self, run_id: str) -> str:
-        from bookcover import console
-
         target = os.path.join(self.directory, f"{run_id}.log")
         self.handler.close()
         os.replace(self.path, target)
-        self.path = target
         # Lines after the run (the summary) go on into the renamed file.
-        self.handler = console.configure_logging(self.path, self.steps, self.verbose)
+        self.handler.baseFilename = self.path = target
         return target
 
 

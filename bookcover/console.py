@@ -84,9 +84,7 @@ def configure_logging(
             logger.removeHandler(handler)
     logging.getLogger("tensorflow").propagate = True
     absl.logging.set_verbosity(absl.logging.INFO)
-    for handler in [h for h in root.handlers if getattr(h, "_bookcover", False)]:
-        root.removeHandler(handler)
-        handler.close()
+    release_logging()
 
     file_handler = logging.FileHandler(log_path)
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -132,3 +130,11 @@ class StepLines(logging.Handler):
                 self.outcome,
                 seconds,
             )
+
+
+def release_logging() -> None:
+    """Takes this module's handlers off the root logger again (the run is over)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_bookcover", False)]:
+        root.removeHandler(handler)
+        handler.close()
