@@ -9,27 +9,30 @@ import os
 import sys
 import time
 
+from bookcover import constants
+from models import hyperparameters
 from pipeline import configs
 
 
 def model_option(text: str) -> tuple[str, object]:
     """NAME=VALUE with VALUE read as JSON (true, 0.1, 64) or else as a string (gap)."""
     name, sep, value = text.partition("=")
-    if not sep or name not in configs.MODEL_OPTIONS:
+    if not sep or name not in hyperparameters.MODEL_OPTIONS:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected NAME=VALUE with NAME one of {', '.join(configs.MODEL_OPTIONS)}"
+            f"{text!r}: expected NAME=VALUE with NAME one of "
+            f"{', '.join(hyperparameters.MODEL_OPTIONS)}"
         )
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
-    expected = type(configs.MODEL_OPTIONS[name])
+    expected = type(hyperparameters.MODEL_OPTIONS[name])
     if expected is float and isinstance(parsed, int) and not isinstance(parsed, bool):
         parsed = float(parsed)
     if not isinstance(parsed, expected) or (expected is int and isinstance(parsed, bool)):
         raise argparse.ArgumentTypeError(
             f"{text!r}: {name} takes a {expected.__name__}, like "
-            f"{json.dumps(configs.MODEL_OPTIONS[name])}"
+            f"{json.dumps(hyperparameters.MODEL_OPTIONS[name])}"
         )
     return name, parsed
 
@@ -63,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--categories",
         type=int,
         default=None,
-        help=f"keep the K largest categories (default {configs.NUM_CATEGORIES}; "
+        help=f"keep the K largest categories (default {constants.NUM_CATEGORIES}; "
         f"{configs.EMBEDDED_CATEGORIES} for the embedded data)",
     )
     p.add_argument(
@@ -76,13 +79,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--per-class",
         type=int,
         default=None,
-        help=f"covers sampled per category (default {configs.PER_CLASS}, at most the "
+        help=f"covers sampled per category (default {constants.PER_CLASS}, at most the "
         "smallest selected category)",
     )
     p.add_argument(
         "--balance",
         action=argparse.BooleanOptionalAction,
-        default=configs.BALANCE_CLASSES,
+        default=constants.BALANCE_CLASSES,
         help="sample every category down to the smallest selected one; --no-balance keeps "
         "up to --per-class books of each (pair it with --model-option class_weights=true)",
     )
@@ -90,13 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--epochs",
         type=int,
         default=None,
-        help=f"Trainer epochs (default {configs.TRAIN_EPOCHS}; "
+        help=f"Trainer epochs (default {hyperparameters.TRAIN_EPOCHS}; "
         f"{configs.EMBEDDED_TRAIN_EPOCHS} for the embedded data)",
     )
     p.add_argument(
         "--tuner-epochs",
         type=int,
-        default=configs.TUNER_EPOCHS,
+        default=hyperparameters.TUNER_EPOCHS,
         help="epochs per grid-search trial",
     )
     p.add_argument(
@@ -105,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=None,
         help="grid: learning rates (default: the preset's, "
-        f"{' '.join(map(str, configs.LEARNING_RATES))} for 'default')",
+        f"{' '.join(map(str, hyperparameters.LEARNING_RATES))} for 'default')",
     )
     p.add_argument(
         "--first-filters",
@@ -113,19 +116,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=None,
         help="grid: filters of the first convolution (default: the preset's, "
-        f"{' '.join(map(str, configs.FIRST_FILTERS))} for 'default')",
+        f"{' '.join(map(str, hyperparameters.FIRST_FILTERS))} for 'default')",
     )
     p.add_argument(
         "--batch-size",
         type=int,
         default=None,
-        help=f"per-replica batch size (default: the preset's, {configs.BATCH_SIZE} for "
-        f"'default', {configs.SEED_BATCH_SIZE} for 'seed'; {configs.EMBEDDED_BATCH_SIZE} "
+        help=f"per-replica batch size (default: the preset's, {hyperparameters.BATCH_SIZE} for "
+        f"'default', {hyperparameters.SEED_BATCH_SIZE} for 'seed'; {configs.EMBEDDED_BATCH_SIZE} "
         "for the embedded data)",
     )
     p.add_argument(
         "--model-preset",
-        choices=sorted(configs.MODEL_PRESETS),
+        choices=sorted(hyperparameters.MODEL_PRESETS),
         default="default",
         help="model and training options: 'default' (the best measured on real covers) or "
         "'seed' (the seed work's exact CNN and training, the baseline)",
@@ -137,12 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         type=model_option,
         help="override one model option of the preset, e.g. augment=true, head=gap, "
-        f"label_smoothing=0.1 (repeatable; names: {', '.join(configs.MODEL_OPTIONS)})",
+        f"label_smoothing=0.1 (repeatable; names: {', '.join(hyperparameters.MODEL_OPTIONS)})",
     )
     p.add_argument(
         "--mixed-precision",
-        choices=configs.MIXED_PRECISION_CHOICES,
-        default=configs.MIXED_PRECISION,
+        choices=hyperparameters.MIXED_PRECISION_CHOICES,
+        default=hyperparameters.MIXED_PRECISION,
         help="Trainer precision: 'auto' uses mixed_float16 when a GPU is present",
     )
     p.add_argument(
@@ -159,23 +162,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--cover-format",
-        choices=configs.COVER_FORMATS,
-        default=configs.COVER_FORMAT,
+        choices=constants.COVER_FORMATS,
+        default=constants.COVER_FORMAT,
         help="how covers are stored in the examples; the reviewed schema expects JPEG",
     )
     p.add_argument(
         "--connections",
         type=int,
-        default=configs.CONNECTIONS_PER_WORKER,
+        default=constants.CONNECTIONS_PER_WORKER,
         help="concurrent downloads per Beam worker",
     )
     p.add_argument(
         "--download-deadline",
         type=float,
-        default=configs.DOWNLOAD_DEADLINE_S,
+        default=constants.DOWNLOAD_DEADLINE_S,
         metavar="S",
         help="seconds one attempt at one cover may take in all, redirects included "
-        f"(default {configs.DOWNLOAD_DEADLINE_S:g}; a stuck host costs this x attempts)",
+        f"(default {constants.DOWNLOAD_DEADLINE_S:g}; a stuck host costs this x attempts)",
     )
     p.add_argument(
         "--output-dir",
@@ -205,9 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
     # Imported here so that --help answers without loading TensorFlow.
     from tfx import v1 as tfx
 
+    from bookcover.downloader import FetchConfig
     from components import books_csv
     from components.cover_example_gen.settings import IngestSettings
-    from components.covers import FetchConfig
     from pipeline import embedded_data, pipeline
 
     output_dir = os.path.abspath(args.output_dir)
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
         csv_path = os.path.abspath(args.books_csv)
         if not os.path.isfile(csv_path):
             sys.exit(f"--books-csv: no such file: {csv_path}")
-        categories = args.categories or configs.NUM_CATEGORIES
+        categories = args.categories or constants.NUM_CATEGORIES
     else:
         data_dir = os.path.join(output_dir, "embedded_data")
         csv_path = os.path.join(data_dir, "books_data.csv")
@@ -230,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = IngestSettings(
         top_k=categories,
         min_books=args.min_books,
-        per_class=args.per_class or configs.PER_CLASS,
+        per_class=args.per_class or constants.PER_CLASS,
         balance=args.balance,
         cache_dir=os.path.join(output_dir, "cache", "covers"),
         fetch=FetchConfig(

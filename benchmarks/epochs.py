@@ -21,7 +21,7 @@ import tempfile
 
 from benchmarks.common import epoch_stalls, write_result
 from benchmarks.training import cover_rows
-from pipeline import configs
+from models import hyperparameters
 from tests import run_fn_job, tiny_model
 
 COMMAND = "python -m benchmarks.epochs"
@@ -52,9 +52,9 @@ def train(root: str, data: dict, devices: int) -> list[float]:
         os.path.join(root, "graph"),
         out_dir,
         epochs=EPOCHS,
-        learning_rates=[configs.LEARNING_RATES[0]],
-        first_filters=[configs.FIRST_FILTERS[0]],
-        batch_size=configs.BATCH_SIZE // devices,
+        learning_rates=[hyperparameters.LEARNING_RATES[0]],
+        first_filters=[hyperparameters.FIRST_FILTERS[0]],
+        batch_size=hyperparameters.BATCH_SIZE // devices,
     )
     job_path = os.path.join(root, f"job-{devices}.json")
     subprocess.run(run_fn_job.command(job, job_path, logical_cpus=devices), check=True)
@@ -81,8 +81,9 @@ def main() -> dict:
         ratio_definition="epochs x first-quartile epoch time / total epoch time, the worse "
         "of the runs (1.0: no epoch idles; goal >= 0.85, no epoch over 1.5x the first quartile)",
         runs=runs,
-        setup=f"models.trainer.run_fn, default model options, F={configs.FIRST_FILTERS[0]}, "
-        f"{EPOCHS} epochs, global batch {configs.BATCH_SIZE}, {TRAIN_COVERS} train and "
+        setup="models.trainer.run_fn, default model options, "
+        f"F={hyperparameters.FIRST_FILTERS[0]}, "
+        f"{EPOCHS} epochs, global batch {hyperparameters.BATCH_SIZE}, {TRAIN_COVERS} train and "
         f"{EVAL_COVERS} eval drawn covers (3 classes) in gzipped TFRecords; once with one "
         "device, once under MirroredStrategy over two logical CPU devices",
     )

@@ -22,11 +22,11 @@ import requests
 from PIL import Image
 
 from benchmarks.common import BOOKCOVERS, start_bookcovers_server, write_result
+from bookcover import constants
 from components import books_csv
-from pipeline import configs
 
 COMMAND = "python -m benchmarks.ingestion"
-CONNECTIONS = configs.CONNECTIONS_PER_WORKER
+CONNECTIONS = constants.CONNECTIONS_PER_WORKER
 SEED_THREADS = 32
 ROUNDS = 3
 
@@ -54,9 +54,9 @@ def ours(csv_path: str, out_dir: str) -> dict:
     (2 worker processes; the component runs its own stage in process, as in the pipeline)."""
     from tfx import v1 as tfx
 
+    from bookcover.downloader import FetchConfig
     from components.cover_example_gen import CoverExampleGen
     from components.cover_example_gen.settings import IngestSettings
-    from components.covers import FetchConfig
     from pipeline.pipeline import direct_runner_args
 
     settings = IngestSettings(

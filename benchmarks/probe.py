@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from benchmarks.common import BOOKCOVERS
-from pipeline import configs
+from bookcover import constants
 
 CATEGORIES = 12
 # Outside the repository: real covers never go into it, not even ignored.
@@ -43,12 +43,12 @@ def load_covers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for index, category in enumerate(sorted(largest[:CATEGORIES])):
         names = sorted(
             os.listdir(os.path.join(root, category)),
-            key=lambda n: hashlib.sha1(f"{configs.SAMPLE_SEED}:{n}".encode()).hexdigest(),
+            key=lambda n: hashlib.sha1(f"{constants.SAMPLE_SEED}:{n}".encode()).hexdigest(),
         )
         n_train, n_eval = len(names) * 3 // 5, len(names) // 5
         for i, name in enumerate(names):
             image = Image.open(os.path.join(root, category, name)).convert("RGB")
-            size = (configs.IMAGE_WIDTH, configs.IMAGE_HEIGHT)
+            size = (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT)
             xs.append(np.asarray(image.resize(size, Image.BILINEAR), np.uint8))
             ys.append(index)
             ss.append(0 if i < n_train else 1 if i < n_train + n_eval else 2)
@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> dict:
     mean, std = images[train].mean(axis=(0, 1, 2)), images[train].std(axis=(0, 1, 2))
     options = json.loads(args.options)
     hp = model.default_hyperparameters((args.learning_rate,), (args.first_filters,), options)
-    if model.input_key(hp) == configs.IMAGE_KEY:
+    if model.input_key(hp) == constants.IMAGE_KEY:
         images = (images - mean) / std
     labels = np.eye(CATEGORIES, dtype=np.float32)[y]
     steps = int(np.ceil(train.sum() / args.batch_size))
-    keras.utils.set_random_seed(configs.SAMPLE_SEED)
+    keras.utils.set_random_seed(constants.SAMPLE_SEED)
     cnn = model.build_model(hp, CATEGORIES, steps, args.epochs)
     counts = np.bincount(y[train], minlength=CATEGORIES).tolist()
     weights = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         batches = (
             tf.data.Dataset.from_tensor_slices((images[train], labels[train]))
-            .shuffle(len(labels[train]), seed=configs.SAMPLE_SEED)
+            .shuffle(len(labels[train]), seed=constants.SAMPLE_SEED)
             .batch(args.batch_size)
         )
         data = {"x": inputs.mix_batches(batches, hp.get("mixup"), weights)}

@@ -23,7 +23,8 @@ import time
 import numpy as np
 
 from benchmarks.common import BOOKCOVERS, start_bookcovers_server, trainer_epochs, write_result
-from pipeline import configs
+from bookcover import constants
+from models import hyperparameters
 
 COMMAND = "python -m benchmarks.quality"
 CATEGORIES = 12
@@ -31,7 +32,7 @@ SEED_LEARNING_RATE = 5e-4
 SEED_FIRST_FILTERS = 32
 SEED_PATIENCE = 4
 SEED_MAX_EPOCHS = 40
-SEED_BATCH_SIZE = configs.SEED_BATCH_SIZE
+SEED_BATCH_SIZE = hyperparameters.SEED_BATCH_SIZE
 
 
 def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, list[str]]:
@@ -43,9 +44,9 @@ def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, list[str]]:
     images, categories = [], []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
-        jpeg = feature[configs.IMAGE_KEY].bytes_list.value[0]
+        jpeg = feature[constants.IMAGE_KEY].bytes_list.value[0]
         images.append(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
-        categories.append(feature[configs.CATEGORY_KEY].bytes_list.value[0].decode())
+        categories.append(feature[constants.CATEGORY_KEY].bytes_list.value[0].decode())
     return np.stack(images), categories
 
 
@@ -55,7 +56,7 @@ def seed_method(examples_uri: str) -> dict:
 
     from models import model
 
-    splits = {s: read_split(examples_uri, s) for s in configs.SPLIT_NAMES}
+    splits = {s: read_split(examples_uri, s) for s in constants.SPLIT_NAMES}
     names = sorted(set(splits["train"][1]))
     index = {n: i for i, n in enumerate(names)}
 
@@ -64,10 +65,10 @@ def seed_method(examples_uri: str) -> dict:
         labels = np.eye(len(names), dtype=np.float32)[[index[c] for c in categories]]
         return images.astype(np.float32) / 255.0, labels
 
-    (x_train, y_train), (x_eval, y_eval), (x_test, y_test) = map(arrays, configs.SPLIT_NAMES)
-    keras.utils.set_random_seed(configs.SAMPLE_SEED)
+    (x_train, y_train), (x_eval, y_eval), (x_test, y_test) = map(arrays, constants.SPLIT_NAMES)
+    keras.utils.set_random_seed(constants.SAMPLE_SEED)
     hp = model.default_hyperparameters(
-        (SEED_LEARNING_RATE,), (SEED_FIRST_FILTERS,), configs.SEED_MODEL_OPTIONS
+        (SEED_LEARNING_RATE,), (SEED_FIRST_FILTERS,), hyperparameters.SEED_MODEL_OPTIONS
     )
     cnn = model.build_model(hp, len(names))
     started = time.monotonic()
@@ -90,7 +91,7 @@ def seed_method(examples_uri: str) -> dict:
         "top_3": round(float(scores["top_3_accuracy"]), 4),
         "epochs": len(history.history["loss"]),
         "train_seconds": round(time.monotonic() - started, 1),
-        "examples": {s: len(splits[s][1]) for s in configs.SPLIT_NAMES},
+        "examples": {s: len(splits[s][1]) for s in constants.SPLIT_NAMES},
     }
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import write_result
-from models import export, model
-from pipeline import configs, embedded_data
+from models import export, hyperparameters, model
+from pipeline import embedded_data
 from tests import tiny_model
 
 COMMAND = "python -m benchmarks.serving"
@@ -52,7 +52,8 @@ def main() -> dict:
     with tempfile.TemporaryDirectory(prefix="bookcover-serving-") as tmp:
         _, output = tiny_model.build_transform_graph(tmp)
         cnn = model.build_model(
-            model.default_hyperparameters((1e-3,), (32,), configs.SEED_MODEL_OPTIONS), num_classes=3
+            model.default_hyperparameters((1e-3,), (32,), hyperparameters.SEED_MODEL_OPTIONS),
+            num_classes=3,
         )
         export_dir = f"{tmp}/serving_model/1"
         export.export_model(cnn, output, export_dir)

@@ -19,8 +19,9 @@ import keras
 import numpy as np
 
 from benchmarks.common import write_result
-from models import inputs, model
-from pipeline import configs, embedded_data
+from bookcover import constants
+from models import hyperparameters, inputs, model
+from pipeline import embedded_data
 from tests import tiny_model
 
 COMMAND = "python -m benchmarks.training"
@@ -49,8 +50,8 @@ def cover_rows(n: int) -> list[dict]:
         image.save(out, "JPEG", quality=90)
         rows.append(
             {
-                configs.IMAGE_KEY: [out.getvalue()],
-                configs.CATEGORY_KEY: [tiny_model.CATEGORIES[k].encode()],
+                constants.IMAGE_KEY: [out.getvalue()],
+                constants.CATEGORY_KEY: [tiny_model.CATEGORIES[k].encode()],
             }
         )
     return rows
@@ -71,15 +72,17 @@ def main() -> dict:
         for shard in range(4):  # the ExampleGen writes several shards
             path = os.path.join(tmp, f"train-{shard}.gz")
             files.append(tiny_model.write_tfrecords(path, rows[shard::4]))
-        hp = model.default_hyperparameters((1e-3,), (32,), configs.SEED_MODEL_OPTIONS)
+        hp = model.default_hyperparameters((1e-3,), (32,), hyperparameters.SEED_MODEL_OPTIONS)
 
-        dataset = inputs.input_fn(files, output, configs.SEED_BATCH_SIZE, shuffle=True)
+        dataset = inputs.input_fn(files, output, hyperparameters.SEED_BATCH_SIZE, shuffle=True)
         ours_model = model.build_model(hp, num_classes=3)
         ours = images_per_second(
             lambda t: ours_model.fit(dataset, epochs=EPOCHS, callbacks=[t], verbose=0)
         )
 
-        decoded = list(inputs.input_fn(files, output, configs.SEED_BATCH_SIZE, shuffle=False))
+        decoded = list(
+            inputs.input_fn(files, output, hyperparameters.SEED_BATCH_SIZE, shuffle=False)
+        )
         arrays = np.concatenate([x.numpy() for x, _ in decoded])
         labels = np.concatenate([y.numpy() for _, y in decoded])
         base_model = model.build_model(hp, num_classes=3)
@@ -87,7 +90,7 @@ def main() -> dict:
             lambda t: base_model.fit(
                 arrays,
                 labels,
-                batch_size=configs.SEED_BATCH_SIZE,
+                batch_size=hyperparameters.SEED_BATCH_SIZE,
                 epochs=EPOCHS,
                 shuffle=True,
                 callbacks=[t],
@@ -103,7 +106,7 @@ def main() -> dict:
         unit="images/s (training, CPU)",
         command=COMMAND,
         covers=COVERS,
-        batch_size=configs.SEED_BATCH_SIZE,
+        batch_size=hyperparameters.SEED_BATCH_SIZE,
         in_memory_bytes=int(arrays.nbytes),
         setup="seed CNN F=32; ours: 4 gzipped TFRecord shards of 100x150 JPEGs through "
         "input_fn (interleave, shuffle, batch, Transform graph, prefetch); baseline: "

@@ -16,7 +16,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 
-from pipeline import configs
+from bookcover import constants
 
 STATISTICS_KEY = "statistics"
 
@@ -42,7 +42,7 @@ class Executor(pusher_executor.Executor):
         destination = pushed.get_custom_property("pushed_destination")
         statistics_uri = artifact_utils.get_single_uri(input_dict[STATISTICS_KEY])
         source = os.path.join(statistics_uri, "Split-train", "FeatureStats.pb")
-        target = os.path.join(destination, configs.BASELINE_STATISTICS)
+        target = os.path.join(destination, constants.BASELINE_STATISTICS)
         fileio.makedirs(os.path.dirname(target))
         fileio.copy(source, target, overwrite=True)
 

@@ -1,12 +1,13 @@
-"""CoverTuner: TFX's Tuner, whose results also list every trial's epochs and curves."""
+"""CoverTuner: TFX's Tuner, whose results also list every trial's epochs and curves.
+
+The curves come from the tuner that tuner_fn returns (models/tuning.RecordingGridSearch).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import logging
 import os
 
 import keras_tuner
@@ -16,70 +17,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-from bookcover import progress
-
 TRIALS_JSON = "trials.json"
 TRIALS_CSV = "trials.csv"
-CURVE_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
-
-
-class RecordingGridSearch(keras_tuner.GridSearch):
-    """GridSearch that remembers each trial's per-epoch metrics.
-
-    keras-tuner hands its oracle only the best epoch of a trial, so how many
-    epochs early stopping let a trial run is otherwise lost.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.curves: dict[str, dict[str, list[float]]] = {}
-
-    # TFX's Tuner executor prints both summaries: to the log file instead.
-    def search_space_summary(self, extended=False):
-        _log_printed(super().search_space_summary, extended)
-
-    def results_summary(self, num_trials=10):
-        _log_printed(super().results_summary, num_trials)
-
-    def on_trial_end(self, trial):
-        super().on_trial_end(trial)
-        values = ", ".join(
-            f"{k} {v:g}"
-            for k, v in trial.hyperparameters.values.items()
-            if k in ("learning_rate", "first_filters")
-        )
-        epochs = len(self.curves.get(trial.trial_id, {}).get("loss", []))
-        score = "failed" if trial.score is None else f"val_accuracy {trial.score:.3f}"
-        progress.LOGGER.info(
-            "Tuner: trial %d/%d (%s): %s after %d epoch(s)",
-            len(self.oracle.trials),
-            grid_size(self.oracle.hyperparameters),
-            values,
-            score,
-            epochs,
-        )
-
-    def on_epoch_end(self, trial, model, epoch, logs=None):
-        super().on_epoch_end(trial, model, epoch, logs)
-        curves = self.curves.setdefault(trial.trial_id, {m: [] for m in CURVE_METRICS})
-        for metric in CURVE_METRICS:
-            if logs and metric in logs:
-                curves[metric].append(float(logs[metric]))
-
-
-def _log_printed(summary, *args) -> None:
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text):
-        summary(*args)
-    logging.getLogger("keras_tuner").info(text.getvalue())
-
-
-def grid_size(hyperparameters: keras_tuner.HyperParameters) -> int:
-    """How many trials the grid has: the product of every Choice's values."""
-    size = 1
-    for hp in hyperparameters.space:
-        size *= len(getattr(hp, "values", None) or [None])
-    return size
 
 
 def trial_table(tuner: keras_tuner.Tuner) -> list[dict]:

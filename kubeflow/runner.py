@@ -11,6 +11,8 @@ import argparse
 import json
 import os
 
+from bookcover import constants
+from models import hyperparameters
 from pipeline import configs
 
 DEFAULT_RESOURCES = "default"
@@ -62,19 +64,19 @@ def build(config: dict):
         data_dir=os.path.dirname(books_csv),
         csv_name=os.path.basename(books_csv),
         ingest_settings=IngestSettings(
-            top_k=config.get("categories", configs.NUM_CATEGORIES),
-            per_class=config.get("per_class", configs.PER_CLASS),
-            balance=config.get("balance", configs.BALANCE_CLASSES),
+            top_k=config.get("categories", constants.NUM_CATEGORIES),
+            per_class=config.get("per_class", constants.PER_CLASS),
+            balance=config.get("balance", constants.BALANCE_CLASSES),
             cache_dir=f"{root}/cache/covers",
         ),
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
         learning_rates=training.learning_rates,
         first_filters=training.first_filters,
         train_epochs=training.train_epochs,
-        tuner_epochs=config.get("tuner_epochs", configs.TUNER_EPOCHS),
+        tuner_epochs=config.get("tuner_epochs", hyperparameters.TUNER_EPOCHS),
         batch_size=training.batch_size,
         model_options=training.model_options,
-        mixed_precision=config.get("mixed_precision", configs.MIXED_PRECISION),
+        mixed_precision=config.get("mixed_precision", hyperparameters.MIXED_PRECISION),
         accuracy_floor=config.get("accuracy_floor"),
         schema_file=config.get("schema_file", IMAGE_SCHEMA_FILE),
         allow_anomalies=config.get("allow_anomalies", False),

@@ -6,9 +6,9 @@ import keras
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from bookcover import constants
 from models import inputs
 from models.inputs import raw_feature_spec
-from pipeline import configs
 
 TOP_K = 3
 
@@ -26,15 +26,15 @@ class CoverClassifier(tf.Module):
         names = inputs.category_names(tf_transform_output)
         self.class_names = tf.Variable(names, trainable=False, name="class_names")
         self.num_classes = len(names)
-        self.image_spec = raw_feature_spec(tf_transform_output, (configs.IMAGE_KEY,))
+        self.image_spec = raw_feature_spec(tf_transform_output, (constants.IMAGE_KEY,))
         # The transformed feature the model takes: its input layer's name.
         self.model_input_key = model.inputs[0].name
-        self.category_spec = raw_feature_spec(tf_transform_output, (configs.CATEGORY_KEY,))
+        self.category_spec = raw_feature_spec(tf_transform_output, (constants.CATEGORY_KEY,))
 
     def _classify(self, encoded_images: tf.Tensor) -> dict:
         def run() -> dict:
-            shape = [-1, *self.image_spec[configs.IMAGE_KEY].shape]
-            raw = {configs.IMAGE_KEY: tf.reshape(encoded_images, shape)}
+            shape = [-1, *self.image_spec[constants.IMAGE_KEY].shape]
+            raw = {constants.IMAGE_KEY: tf.reshape(encoded_images, shape)}
             features = self.tft_layer(raw)
             probabilities = tf.cast(
                 self.model(features[self.model_input_key], training=False), tf.float32
@@ -67,7 +67,7 @@ class CoverClassifier(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples(self, examples: tf.Tensor) -> dict:
         raw = tf.io.parse_example(examples, self.image_spec)
-        return self._classify(tf.reshape(raw[configs.IMAGE_KEY], [-1]))
+        return self._classify(tf.reshape(raw[constants.IMAGE_KEY], [-1]))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples: tf.Tensor) -> dict:
@@ -76,10 +76,10 @@ class CoverClassifier(tf.Module):
         # The graph checks every image before decoding it, and those checks run
         # whatever output is asked for: a 1-pixel PNG stands in for the covers.
         placeholder = tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8))
-        batch = tf.shape(raw[configs.CATEGORY_KEY])[0]
-        raw[configs.IMAGE_KEY] = tf.fill([batch, 1], placeholder)
+        batch = tf.shape(raw[constants.CATEGORY_KEY])[0]
+        raw[constants.IMAGE_KEY] = tf.fill([batch, 1], placeholder)
         transformed = self.tft_layer(raw)
-        return {configs.LABEL_KEY: transformed[configs.LABEL_KEY]}
+        return {constants.LABEL_KEY: transformed[constants.LABEL_KEY]}
 
 
 def export_model(

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline import configs
+from bookcover import constants
+from models import hyperparameters
 
 # tf.data's autotuning is off for every dataset handed to Keras, with the
 # parallelism set here instead. An autotuned iterator runs a model thread that
@@ -44,8 +45,8 @@ def input_fn(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     shuffle: bool,
-    seed: int = configs.SAMPLE_SEED,
-    image_key: str = configs.IMAGE_KEY,
+    seed: int = constants.SAMPLE_SEED,
+    image_key: str = constants.IMAGE_KEY,
     replicas: int = 1,
     replica: int = 0,
 ) -> tf.data.Dataset:
@@ -70,13 +71,15 @@ def input_fn(
         deterministic=not shuffle or replicas > 1,
     )
     if shuffle:
-        dataset = dataset.shuffle(configs.SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(
+            hyperparameters.SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True
+        )
     tft_layer = tf_transform_output.transform_features_layer()
-    spec = raw_feature_spec(tf_transform_output, (configs.IMAGE_KEY, configs.CATEGORY_KEY))
+    spec = raw_feature_spec(tf_transform_output, (constants.IMAGE_KEY, constants.CATEGORY_KEY))
 
     def to_model_inputs(serialized: tf.Tensor):
         transformed = tft_layer(tf.io.parse_example(serialized, spec))
-        return transformed[image_key], transformed[configs.LABEL_KEY]
+        return transformed[image_key], transformed[constants.LABEL_KEY]
 
     dataset = dataset.batch(batch_size * replicas)
     if replicas > 1:
@@ -131,7 +134,7 @@ def mix_batches(
     dataset: tf.data.Dataset,
     alpha: float,
     class_weight: dict[int, float] | None = None,
-    seed: int = configs.SAMPLE_SEED,
+    seed: int = constants.SAMPLE_SEED,
 ) -> tf.data.Dataset:
     """Mixup (Zhang et al., 2018): every batch blended with a shuffled copy of itself.
 
@@ -164,7 +167,7 @@ def mix_batches(
 
 def category_names(tf_transform_output: tft.TFTransformOutput) -> list[str]:
     """The categories in label order (Transform's vocabulary), as text."""
-    names = tf_transform_output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)
+    names = tf_transform_output.vocabulary_by_name(constants.CATEGORY_VOCABULARY)
     return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
 
 
@@ -176,11 +179,11 @@ def class_counts(file_patterns: list[str], tf_transform_output: tft.TFTransformO
     """
     vocabulary = category_names(tf_transform_output)
     index = {name: i for i, name in enumerate(vocabulary)}
-    spec = raw_feature_spec(tf_transform_output, (configs.CATEGORY_KEY,))
+    spec = raw_feature_spec(tf_transform_output, (constants.CATEGORY_KEY,))
     files = tf.data.Dataset.list_files(file_patterns, shuffle=False)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
     counts = [0] * len(vocabulary)
-    for batch in dataset.map(lambda s: tf.io.parse_example(s, spec)[configs.CATEGORY_KEY]):
+    for batch in dataset.map(lambda s: tf.io.parse_example(s, spec)[constants.CATEGORY_KEY]):
         for category in batch.numpy().reshape(-1):
             name = category.decode()
             if name not in index:

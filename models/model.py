@@ -8,25 +8,26 @@ import keras
 import keras_tuner
 from tfx.dsl.io import fileio
 
+from bookcover import constants
+from models import hyperparameters
 from models.augmentation import augmentation
-from pipeline import configs
 
 
 def default_hyperparameters(
-    learning_rates=configs.LEARNING_RATES,
-    first_filters=configs.FIRST_FILTERS,
+    learning_rates=hyperparameters.LEARNING_RATES,
+    first_filters=hyperparameters.FIRST_FILTERS,
     options: dict | None = None,
 ) -> keras_tuner.HyperParameters:
     """The search space: the grid as choices, every other setting fixed.
 
-    `options` overrides fixed values by name (configs.MODEL_OPTIONS lists them
+    `options` overrides fixed values by name (hyperparameters.MODEL_OPTIONS lists them
     with their defaults); an unknown name is an error, not a silent no-op.
     """
-    fixed = {**configs.MODEL_OPTIONS, **(options or {})}
-    unknown = sorted(set(fixed) - set(configs.MODEL_OPTIONS))
+    fixed = {**hyperparameters.MODEL_OPTIONS, **(options or {})}
+    unknown = sorted(set(fixed) - set(hyperparameters.MODEL_OPTIONS))
     if unknown:
         raise ValueError(
-            f"unknown model option(s) {unknown}; known: {sorted(configs.MODEL_OPTIONS)}"
+            f"unknown model option(s) {unknown}; known: {sorted(hyperparameters.MODEL_OPTIONS)}"
         )
     if fixed["architecture"] not in ARCHITECTURES:
         raise ValueError(
@@ -100,8 +101,8 @@ class BackboneWeightsError(RuntimeError):
 def load_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) -> keras.Model:
     """A keras.applications backbone without its classifier, with the weights asked for:
     "imagenet", a path to a weights file, or "random" (explicitly from scratch)."""
-    if name not in configs.BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {sorted(configs.BACKBONES)}")
+    if name not in hyperparameters.BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(hyperparameters.BACKBONES)}")
     if weights == "random":
         logging.warning("backbone %s starts from random weights, as asked: no pretraining", name)
         source = None
@@ -133,7 +134,7 @@ def _pretrained_features(x, hp: keras_tuner.HyperParameters, regulariser):
     """A keras.applications backbone on the [0, 1] cover, after its own preprocessing."""
     name = hp.get("backbone")
     backbone = load_backbone(name, hp.get("backbone_weights"), tuple(x.shape[1:]))
-    preprocess = getattr(keras.applications, configs.BACKBONES[name]).preprocess_input
+    preprocess = getattr(keras.applications, hyperparameters.BACKBONES[name]).preprocess_input
     x = keras.layers.Lambda(lambda t: preprocess(t * 255.0), name="backbone_preprocess")(x)
     return backbone(x)
 
@@ -148,7 +149,9 @@ ARCHITECTURES = {
 def input_key(hp: keras_tuner.HyperParameters) -> str:
     """The transformed feature the model reads: standardised covers, or [0, 1] covers for an
     ImageNet backbone (it brings its own normalisation)."""
-    return configs.IMAGE_UNIT_KEY if hp.get("architecture") == "pretrained" else configs.IMAGE_KEY
+    return (
+        constants.IMAGE_UNIT_KEY if hp.get("architecture") == "pretrained" else constants.IMAGE_KEY
+    )
 
 
 def learning_rate(
@@ -159,7 +162,7 @@ def learning_rate(
     rate = hp.get("learning_rate")
     if hp.get("lr_schedule") != "cosine" or not (steps_per_epoch and epochs):
         return rate
-    warmup = min(configs.WARMUP_EPOCHS, epochs - 1) * steps_per_epoch
+    warmup = min(hyperparameters.WARMUP_EPOCHS, epochs - 1) * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
         rate / 10,
         decay_steps=max(1, epochs * steps_per_epoch - warmup),
@@ -174,7 +177,9 @@ def schedule_callbacks(hp: keras_tuner.HyperParameters) -> list[keras.callbacks.
     if hp.get("lr_schedule") == "plateau":
         return [
             keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=configs.PLATEAU_FACTOR, patience=configs.PLATEAU_PATIENCE
+                monitor="val_loss",
+                factor=hyperparameters.PLATEAU_FACTOR,
+                patience=hyperparameters.PLATEAU_PATIENCE,
             )
         ]
     return []
@@ -190,12 +195,14 @@ def build_model(
     compiled with Adam, label-smoothed categorical cross-entropy, top-1 and top-3 accuracy."""
     regulariser = keras.regularizers.L2(hp.get("l2"))
     inputs = keras.Input(
-        shape=(configs.IMAGE_HEIGHT, configs.IMAGE_WIDTH, configs.IMAGE_CHANNELS),
+        shape=(constants.IMAGE_HEIGHT, constants.IMAGE_WIDTH, constants.IMAGE_CHANNELS),
         name=input_key(hp),
     )
     if hp.get("augment"):
         value_range = (
-            (0.0, 1.0) if input_key(hp) == configs.IMAGE_UNIT_KEY else configs.STANDARDISED_RANGE
+            (0.0, 1.0)
+            if input_key(hp) == constants.IMAGE_UNIT_KEY
+            else hyperparameters.STANDARDISED_RANGE
         )
         x = augmentation(hp, value_range)(inputs)
     else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline import configs
+from bookcover import constants
 
 
 def classify_examples(model_dir: str, example_files: list[str], batch_size: int = 64) -> list[dict]:
@@ -27,9 +27,9 @@ def classify_examples(model_dir: str, example_files: list[str], batch_size: int 
             feature = tf.train.Example.FromString(serialized).features.feature
             covers.append(
                 {
-                    "jpeg": feature[configs.IMAGE_KEY].bytes_list.value[0],
-                    "title": feature[configs.TITLE_KEY].bytes_list.value[0].decode(),
-                    "true": feature[configs.CATEGORY_KEY].bytes_list.value[0].decode(),
+                    "jpeg": feature[constants.IMAGE_KEY].bytes_list.value[0],
+                    "title": feature[constants.TITLE_KEY].bytes_list.value[0].decode(),
+                    "true": feature[constants.CATEGORY_KEY].bytes_list.value[0].decode(),
                     "predicted": category.decode(),
                     "score": float(score),
                 }
@@ -51,18 +51,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     import tensorflow as tf
 
-    from components import covers
+    from bookcover import downloader
     from models import serving_client
 
     serve = tf.saved_model.load(args.model_dir).signatures["serving_default"]
-    config = covers.FetchConfig()
+    config = downloader.FetchConfig()
     results = []
-    with covers.make_session(4) as session:
+    with downloader.make_session(4) as session:
         for source in args.covers:
             try:
-                data = covers.fetch_url(source, session, config)
+                data = downloader.fetch_url(source, session, config)
                 output = serve(images=tf.constant([data]))
-            except covers.CoverError as e:
+            except downloader.CoverError as e:
                 print(f"{source}: cannot read ({e})", file=sys.stderr)
                 continue
             except tf.errors.InvalidArgumentError as e:

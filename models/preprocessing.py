@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from pipeline import configs
+from bookcover import constants
 
 
 def _uint(data: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:
@@ -61,18 +61,18 @@ def checked(data: tf.Tensor) -> tf.Tensor:
     checks = [
         tf.debugging.assert_less_equal(
             tf.cast(tf.strings.length(data), tf.int64),
-            tf.constant(configs.MAX_IMAGE_BYTES, tf.int64),
-            message=f"image over {configs.MAX_IMAGE_BYTES} bytes",
+            tf.constant(constants.MAX_IMAGE_BYTES, tf.int64),
+            message=f"image over {constants.MAX_IMAGE_BYTES} bytes",
         ),
         tf.debugging.assert_greater(
             size[0],
             tf.constant(0, tf.int64),
-            message=f"not an image in an accepted format ({', '.join(configs.IMAGE_FORMATS)})",
+            message=f"not an image in an accepted format ({', '.join(constants.IMAGE_FORMATS)})",
         ),
         tf.debugging.assert_less_equal(
             size[0] * size[1],
-            tf.constant(configs.MAX_IMAGE_PIXELS, tf.int64),
-            message=f"image over {configs.MAX_IMAGE_PIXELS} pixels (read from its header)",
+            tf.constant(constants.MAX_IMAGE_PIXELS, tf.int64),
+            message=f"image over {constants.MAX_IMAGE_PIXELS} pixels (read from its header)",
         ),
     ]
     with tf.control_dependencies(checks):
@@ -81,7 +81,7 @@ def checked(data: tf.Tensor) -> tf.Tensor:
 
 def to_rgb(image: tf.Tensor) -> tf.Tensor:
     """uint8 [h, w, 1-4] -> float32 RGB [h, w, 3] in [0, 255]: transparency composited on
-    white, grey spread to three channels, as ingestion does (components/covers.to_rgb)."""
+    white, grey spread to three channels, as ingestion does (bookcover/downloader.to_rgb)."""
     pixels = tf.cast(image, tf.float32)
     channels = tf.shape(image)[-1]
     colour = tf.cond(
@@ -106,14 +106,14 @@ def decode_covers(encoded: tf.Tensor) -> tf.Tensor:
 
     def decode_one(data: tf.Tensor) -> tf.Tensor:
         image = tf.io.decode_image(checked(data), channels=0, expand_animations=False)
-        image = tf.image.resize(to_rgb(image), [configs.IMAGE_HEIGHT, configs.IMAGE_WIDTH])
+        image = tf.image.resize(to_rgb(image), [constants.IMAGE_HEIGHT, constants.IMAGE_WIDTH])
         return image / 255.0
 
     return tf.map_fn(
         decode_one,
         tf.reshape(encoded, [-1]),
         fn_output_signature=tf.TensorSpec(
-            [configs.IMAGE_HEIGHT, configs.IMAGE_WIDTH, configs.IMAGE_CHANNELS], tf.float32
+            [constants.IMAGE_HEIGHT, constants.IMAGE_WIDTH, constants.IMAGE_CHANNELS], tf.float32
         ),
     )
 
@@ -133,17 +133,17 @@ def one_hot_labels(categories: tf.Tensor, num_classes: int) -> tf.Tensor:
     # The depth is static so the label has a fixed shape in the schema; the
     # Trainer checks it against the vocabulary's size (models/trainer.py).
     index = tft.compute_and_apply_vocabulary(
-        tf.reshape(categories, [-1]), vocab_filename=configs.CATEGORY_VOCABULARY
+        tf.reshape(categories, [-1]), vocab_filename=constants.CATEGORY_VOCABULARY
     )
     return tf.one_hot(index, num_classes, dtype=tf.float32)
 
 
 # TFX Transform calls this.
 def preprocessing_fn(inputs: dict, custom_config: dict) -> dict:
-    images = decode_covers(inputs[configs.IMAGE_KEY])
-    outputs = {configs.IMAGE_KEY: normalise(images), configs.IMAGE_UNIT_KEY: images}
-    if configs.CATEGORY_KEY in inputs:  # absent when serving
-        outputs[configs.LABEL_KEY] = one_hot_labels(
-            inputs[configs.CATEGORY_KEY], int(custom_config["num_classes"])
+    images = decode_covers(inputs[constants.IMAGE_KEY])
+    outputs = {constants.IMAGE_KEY: normalise(images), constants.IMAGE_UNIT_KEY: images}
+    if constants.CATEGORY_KEY in inputs:  # absent when serving
+        outputs[constants.LABEL_KEY] = one_hot_labels(
+            inputs[constants.CATEGORY_KEY], int(custom_config["num_classes"])
         )
     return outputs

@@ -16,16 +16,15 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
-from bookcover import progress
-from components.grid_tuner import RecordingGridSearch
-from models import export, history, inputs, model
-from pipeline import configs
+from bookcover import constants, progress
+from models import export, history, hyperparameters, inputs, model
+from models.tuning import RecordingGridSearch
 
 
 def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
     """Classes in the category vocabulary; must match the one-hot width of the labels."""
-    vocabulary = tf_transform_output.vocabulary_size_by_name(configs.CATEGORY_VOCABULARY)
-    label_width = tf_transform_output.transformed_feature_spec()[configs.LABEL_KEY].shape[-1]
+    vocabulary = tf_transform_output.vocabulary_size_by_name(constants.CATEGORY_VOCABULARY)
+    label_width = tf_transform_output.transformed_feature_spec()[constants.LABEL_KEY].shape[-1]
     if vocabulary != label_width:
         raise ValueError(
             f"the data has {vocabulary} categories but Transform's one-hot labels have "
@@ -133,7 +132,7 @@ def early_stopping(
         return []
     return [
         keras.callbacks.EarlyStopping(
-            monitor=configs.TRAIN_STOPPING_METRIC, mode="max", patience=patience
+            monitor=hyperparameters.TRAIN_STOPPING_METRIC, mode="max", patience=patience
         )
     ]
 
@@ -144,8 +143,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     config = fn_args.custom_config or {}
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     num_classes = num_classes_of(tf_transform_output)
-    learning_rates = config.get("learning_rates", configs.LEARNING_RATES)
-    first_filters = config.get("first_filters", configs.FIRST_FILTERS)
+    learning_rates = config.get("learning_rates", hyperparameters.LEARNING_RATES)
+    first_filters = config.get("first_filters", hyperparameters.FIRST_FILTERS)
     hp = model.default_hyperparameters(learning_rates, first_filters, config.get("model_options"))
     tuner = RecordingGridSearch(
         hypermodel=lambda trial_hp: model.build_model(trial_hp, num_classes),
@@ -154,23 +153,27 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         max_trials=len(learning_rates) * len(first_filters),
         directory=fn_args.working_dir,
         project_name="cover_grid_search",
-        seed=configs.SAMPLE_SEED,
+        seed=constants.SAMPLE_SEED,
     )
     counts = None
     if hp.get("class_weights"):
         counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
     train, evaluation = datasets(
-        fn_args, tf_transform_output, config.get("batch_size", configs.BATCH_SIZE), hp, counts
+        fn_args,
+        tf_transform_output,
+        config.get("batch_size", hyperparameters.BATCH_SIZE),
+        hp,
+        counts,
     )
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.get("patience", configs.TUNER_PATIENCE)
+        monitor="val_loss", patience=config.get("patience", hyperparameters.TUNER_PATIENCE)
     )
     fit_kwargs = {
         "x": train,
         "validation_data": evaluation,
-        "epochs": config.get("epochs", configs.TUNER_EPOCHS),
+        "epochs": config.get("epochs", hyperparameters.TUNER_EPOCHS),
         "callbacks": [stop],
-        "verbose": 0,  # grid_tuner.RecordingGridSearch logs one line per trial
+        "verbose": 0,  # tuning.RecordingGridSearch logs one line per trial
     }
     return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs=fit_kwargs)
 
@@ -214,8 +217,8 @@ def hyperparameters_from(fn_args) -> keras_tuner.HyperParameters:
         return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
     config = fn_args.custom_config or {}
     return model.default_hyperparameters(
-        config.get("learning_rates", configs.LEARNING_RATES),
-        config.get("first_filters", configs.FIRST_FILTERS),
+        config.get("learning_rates", hyperparameters.LEARNING_RATES),
+        config.get("first_filters", hyperparameters.FIRST_FILTERS),
         config.get("model_options"),
     )
 
@@ -229,10 +232,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     hp = hyperparameters_from(fn_args)
     strategy = training_strategy()
     replicas = strategy.num_replicas_in_sync
-    batch_size = config.get("batch_size", configs.BATCH_SIZE)
+    batch_size = config.get("batch_size", hyperparameters.BATCH_SIZE)
     policy = (
         "mixed_float16"
-        if use_mixed_precision(config.get("mixed_precision", configs.MIXED_PRECISION))
+        if use_mixed_precision(config.get("mixed_precision", hyperparameters.MIXED_PRECISION))
         else "float32"
     )
     logging.info(
@@ -245,7 +248,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
     train, evaluation = datasets(fn_args, tf_transform_output, batch_size, hp, counts, strategy)
     steps_per_epoch = max(1, -(-sum(counts) // (batch_size * replicas)))
-    epochs = config.get("epochs", configs.TRAIN_EPOCHS)
+    epochs = config.get("epochs", hyperparameters.TRAIN_EPOCHS)
     logging.info(
         "training examples per class %s, class weights %s, mixup %s",
         counts,
@@ -269,7 +272,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             save_best_only=True,
             save_weights_only=True,
         ),
-        *early_stopping(hp, config.get("patience", configs.TRAIN_PATIENCE)),
+        *early_stopping(hp, config.get("patience", hyperparameters.TRAIN_PATIENCE)),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
         *model.schedule_callbacks(hp),
     ]

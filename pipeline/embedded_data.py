@@ -9,6 +9,7 @@ import random
 
 from PIL import Image, ImageDraw
 
+from bookcover import constants
 from pipeline import configs
 
 CATEGORY_NAMES = (
@@ -93,7 +94,7 @@ def generate(
     out_dir: str,
     categories: int = configs.EMBEDDED_CATEGORIES,
     per_category: int = configs.EMBEDDED_PER_CATEGORY,
-    seed: int = configs.SAMPLE_SEED,
+    seed: int = constants.SAMPLE_SEED,
     image_url_prefix: str | None = None,
 ) -> str:
     """Writes covers and books_data.csv under `out_dir`; returns the CSV path.

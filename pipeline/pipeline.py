@@ -7,11 +7,13 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from bookcover import constants
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
 from components.cover_pusher import CoverPusher
 from components.data_gate import DataGate
 from components.grid_tuner import CoverTuner
+from models import hyperparameters
 from pipeline import configs, previous_blessed_model_strategy
 from reporting.component import ReportGen
 
@@ -28,7 +30,7 @@ def eval_config(accuracy_floor: float) -> tfma.EvalConfig:
         model_specs=[
             tfma.ModelSpec(
                 signature_name="serving_tf_example",
-                label_key=configs.LABEL_KEY,
+                label_key=constants.LABEL_KEY,
                 prediction_key="probabilities",
                 preprocessing_function_names=["transform_features"],
             )
@@ -82,13 +84,13 @@ def create_pipeline(
     csv_name: str,
     ingest_settings: IngestSettings,
     serving_model_dir: str,
-    learning_rates: tuple[float, ...] = configs.LEARNING_RATES,
-    first_filters: tuple[int, ...] = configs.FIRST_FILTERS,
-    tuner_epochs: int = configs.TUNER_EPOCHS,
-    train_epochs: int = configs.TRAIN_EPOCHS,
-    batch_size: int = configs.BATCH_SIZE,
+    learning_rates: tuple[float, ...] = hyperparameters.LEARNING_RATES,
+    first_filters: tuple[int, ...] = hyperparameters.FIRST_FILTERS,
+    tuner_epochs: int = hyperparameters.TUNER_EPOCHS,
+    train_epochs: int = hyperparameters.TRAIN_EPOCHS,
+    batch_size: int = hyperparameters.BATCH_SIZE,
     model_options: dict | None = None,
-    mixed_precision: str = configs.MIXED_PRECISION,
+    mixed_precision: str = hyperparameters.MIXED_PRECISION,
     accuracy_floor: float | None = None,
     trainer_backup_dir: str | None = None,
     num_classes: int | None = None,
@@ -149,7 +151,7 @@ def create_pipeline(
         "learning_rates": list(learning_rates),
         "first_filters": list(first_filters),
         "batch_size": batch_size,
-        "model_options": {**configs.MODEL_OPTIONS, **(model_options or {})},
+        "model_options": {**hyperparameters.MODEL_OPTIONS, **(model_options or {})},
         "mixed_precision": mixed_precision,
     }
     tuner = CoverTuner(
@@ -161,7 +163,7 @@ def create_pipeline(
         custom_config={
             **training_config,
             "epochs": tuner_epochs,
-            "patience": configs.TUNER_PATIENCE,
+            "patience": hyperparameters.TUNER_PATIENCE,
         },
     ).with_id("Tuner")
     trainer = tfx.components.Trainer(
@@ -174,7 +176,7 @@ def create_pipeline(
         custom_config={
             **training_config,
             "epochs": train_epochs,
-            "patience": configs.TRAIN_PATIENCE,
+            "patience": hyperparameters.TRAIN_PATIENCE,
             "backup_dir": trainer_backup_dir or "",
         },
     )
@@ -199,7 +201,7 @@ def create_pipeline(
     # On the DirectRunner the Evaluator runs in this process: worker processes would each
     # spend their start-up importing TensorFlow and loading the model, for a test split
     # that one process evaluates in seconds (64 covers: 4.9 s against 20.1 s).
-    evaluator.with_beam_pipeline_args(list(configs.DIRECT_IN_PROCESS_ARGS))
+    evaluator.with_beam_pipeline_args(list(constants.DIRECT_IN_PROCESS_ARGS))
     pusher = CoverPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from models import hyperparameters
 from pipeline import configs
 
 
@@ -35,17 +36,21 @@ def resolve(
     unless those are given. local_runner.py and kubeflow/runner.py both call
     this, so a preset means the same on every orchestrator.
     """
-    if preset not in configs.MODEL_PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; known: {sorted(configs.MODEL_PRESETS)}")
-    grid_rates, grid_filters = configs.GRIDS[preset]
+    if preset not in hyperparameters.MODEL_PRESETS:
+        raise ValueError(
+            f"unknown model preset {preset!r}; known: {sorted(hyperparameters.MODEL_PRESETS)}"
+        )
+    grid_rates, grid_filters = hyperparameters.GRIDS[preset]
     if batch_size is None:
-        batch_size = configs.EMBEDDED_BATCH_SIZE if embedded else configs.BATCH_SIZES[preset]
+        batch_size = (
+            configs.EMBEDDED_BATCH_SIZE if embedded else hyperparameters.BATCH_SIZES[preset]
+        )
     if epochs is None:
-        epochs = configs.EMBEDDED_TRAIN_EPOCHS if embedded else configs.TRAIN_EPOCHS
+        epochs = configs.EMBEDDED_TRAIN_EPOCHS if embedded else hyperparameters.TRAIN_EPOCHS
     return TrainingSettings(
         learning_rates=tuple(learning_rates or grid_rates),
         first_filters=tuple(first_filters or grid_filters),
         batch_size=batch_size,
         train_epochs=epochs,
-        model_options={**configs.MODEL_PRESETS[preset], **(model_options or {})},
+        model_options={**hyperparameters.MODEL_PRESETS[preset], **(model_options or {})},
     )

@@ -17,14 +17,15 @@ import argparse
 import glob
 import os
 
+from bookcover import constants
 from pipeline import configs
 
 REQUIRED = (
-    configs.IMAGE_KEY,
-    configs.CATEGORY_KEY,
-    configs.TITLE_KEY,
-    configs.SOURCE_URL_KEY,
-    configs.CONTENT_HASH_KEY,
+    constants.IMAGE_KEY,
+    constants.CATEGORY_KEY,
+    constants.TITLE_KEY,
+    constants.SOURCE_URL_KEY,
+    constants.CONTENT_HASH_KEY,
 )
 
 
@@ -34,7 +35,7 @@ def reviewed_schema(statistics):
 
     schema = tfdv.infer_schema(statistics, infer_feature_shape=True)
     # The vocabulary is chosen per run: keep the comparators, not the values.
-    category = tfdv.get_feature(schema, configs.CATEGORY_KEY)
+    category = tfdv.get_feature(schema, constants.CATEGORY_KEY)
     category.ClearField("domain")
     del schema.string_domain[:]
     category.skew_comparator.infinity_norm.threshold = configs.CATEGORY_SHARE_LINF
@@ -42,11 +43,11 @@ def reviewed_schema(statistics):
     # The image domain bounds the size; schema/validations.pbtxt checks the format (its
     # SQL also fails on values that are not images). No minimum_supported_image_fraction:
     # TFDV warns on every split too small for image statistics when it is set.
-    image = tfdv.get_feature(schema, configs.IMAGE_KEY)
+    image = tfdv.get_feature(schema, constants.IMAGE_KEY)
     image.image_domain.max_image_byte_size = configs.MAX_COVER_BYTES
     # TFDV's semantic domain statistics find the titles to be natural language; a schema
     # that did not say so would report it as an anomaly on every run large enough.
-    tfdv.get_feature(schema, configs.TITLE_KEY).natural_language_domain.SetInParent()
+    tfdv.get_feature(schema, constants.TITLE_KEY).natural_language_domain.SetInParent()
     for name in REQUIRED:
         presence = tfdv.get_feature(schema, name).presence
         presence.min_fraction, presence.min_count = 1.0, 1

@@ -14,10 +14,10 @@ import jinja2
 import numpy as np
 from tfx.dsl.io import fileio
 
+from bookcover import constants
 from components import grid_tuner
 from components.cover_example_gen import analysis
 from models import history as training_history
-from pipeline import configs
 from reporting import evaluation, plots
 from reporting.run_artifacts import RunArtifacts
 from reporting.summary import read_json
@@ -142,7 +142,7 @@ def _skipped_rows(facts: dict) -> str:
 def _data(summary: dict, statistics_uri: str | None) -> dict:
     ingestion = summary.get("ingestion", {})
     examples = summary.get("examples", {})
-    splits = [s for s in configs.SPLIT_NAMES if s in examples]
+    splits = [s for s in constants.SPLIT_NAMES if s in examples]
     categories = sorted({c for split in examples.values() for c in split})
     failures = ", ".join(f"{k}: {v}" for k, v in ingestion.get("failed_by_reason", {}).items())
     return {

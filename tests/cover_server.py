@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from components.covers import FetchConfig
+from bookcover.downloader import FetchConfig
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler, int], None]
 

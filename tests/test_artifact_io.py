@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
-from components import covers
+from bookcover import downloader
 from models import inputs, model, trainer
 from tests import images, tiny_model
 
@@ -93,11 +93,13 @@ def test_cover_uris_on_any_fileio_filesystem_are_read():
     uri = "ram://bookcover-covers/a cover.png"
     with fileio.open(uri, "wb") as f:
         f.write(images.png())
-    with covers.make_session(1) as session:
-        data = covers.fetch_url(uri, session, covers.FetchConfig())
+    with downloader.make_session(1) as session:
+        data = downloader.fetch_url(uri, session, downloader.FetchConfig())
         assert data == images.png()
-        with pytest.raises(covers.CoverError) as e:
-            covers.fetch_url("ram://bookcover-covers/missing.png", session, covers.FetchConfig())
+        with pytest.raises(downloader.CoverError) as e:
+            downloader.fetch_url(
+                "ram://bookcover-covers/missing.png", session, downloader.FetchConfig()
+            )
     assert e.value.reason == "missing_file"
 
 

@@ -13,7 +13,8 @@ import os
 import pytest
 
 import local_runner
-from pipeline import configs, embedded_data
+from bookcover import constants
+from pipeline import embedded_data
 
 TRAINING = [
     "--epochs",
@@ -102,7 +103,7 @@ def test_allow_anomalies_goes_on_reusing_the_ingested_data(runs):
     assert verdict["allowed"] is True and any(f["feature"] == "image" for f in verdict["findings"])
     # The pushed model carries its data's statistics: the next run's drift baseline.
     assert summary["pushed_model"]
-    assert os.path.exists(os.path.join(summary["pushed_model"], configs.BASELINE_STATISTICS))
+    assert os.path.exists(os.path.join(summary["pushed_model"], constants.BASELINE_STATISTICS))
     assert "Allowed through with --allow-anomalies." in page
 
 

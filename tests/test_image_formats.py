@@ -1,6 +1,6 @@
 """One list of image formats and one decoding semantics, in ingestion and in serving.
 
-Ingestion (components/covers.py, Pillow) stores every cover as a 100x150 RGB
+Ingestion (bookcover/downloader.py, Pillow) stores every cover as a 100x150 RGB
 JPEG; serving decodes whatever a client sends in the Transform graph
 (models/preprocessing.decode_covers). A file must mean the same picture to
 both: the same formats accepted or refused, transparency composited on white,
@@ -12,12 +12,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components import covers
+from bookcover import constants, downloader
 from models import preprocessing
-from pipeline import configs
 from tests import images
 
-CFG = covers.FetchConfig()
+CFG = downloader.FetchConfig()
 
 
 def served(data: bytes) -> np.ndarray:
@@ -26,7 +25,7 @@ def served(data: bytes) -> np.ndarray:
 
 def ingested(data: bytes) -> np.ndarray:
     """The cover as training sees it: ingestion's JPEG, decoded by the same graph."""
-    return served(covers.to_cover_jpeg(data, CFG))
+    return served(downloader.to_cover_jpeg(data, CFG))
 
 
 ACCEPTED = {
@@ -42,7 +41,7 @@ REFUSED = {
 
 
 def test_the_accepted_formats_are_one_list():
-    assert set(ACCEPTED) == set(configs.IMAGE_FORMATS)
+    assert set(ACCEPTED) == set(constants.IMAGE_FORMATS)
 
 
 @pytest.mark.parametrize("fmt", sorted(ACCEPTED))
@@ -53,8 +52,8 @@ def test_accepted_formats_decode_alike_on_both_sides(fmt):
 
 @pytest.mark.parametrize("fmt", sorted(REFUSED))
 def test_other_formats_are_refused_on_both_sides(fmt):
-    with pytest.raises(covers.CoverError) as e:
-        covers.to_cover_jpeg(REFUSED[fmt], CFG)
+    with pytest.raises(downloader.CoverError) as e:
+        downloader.to_cover_jpeg(REFUSED[fmt], CFG)
     assert e.value.reason == "unsupported_format" and fmt in str(e.value)
     with pytest.raises(tf.errors.InvalidArgumentError, match="not an image in an accepted"):
         served(REFUSED[fmt])
@@ -92,8 +91,8 @@ def test_sixteen_bit_grey_keeps_its_high_byte_on_both_sides():
 
 def test_the_pixel_limit_is_read_from_the_header_on_both_sides():
     bomb = images.bomb_png(7000)  # 49 million pixels
-    with pytest.raises(covers.CoverError) as e:
-        covers.to_cover_jpeg(bomb, CFG)
+    with pytest.raises(downloader.CoverError) as e:
+        downloader.to_cover_jpeg(bomb, CFG)
     assert e.value.reason == "decompression_bomb" and "7000x7000" in str(e.value)
     with pytest.raises(tf.errors.InvalidArgumentError, match="over 40000000 pixels"):
         served(bomb)

@@ -8,7 +8,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_beam_component
 
 from kubeflow import runner
-from pipeline import configs
+from models import hyperparameters
 
 IMAGE = "registry.example/bookcover/pipeline:test"
 BEAM_ARGS = [
@@ -141,7 +141,7 @@ def test_trainer_batch_size_follows_the_model_preset(preset, batch_size):
     custom_config = trainer.exec_properties["custom_config"]
     if isinstance(custom_config, str):
         custom_config = json.loads(custom_config)
-    assert custom_config["batch_size"] == batch_size == configs.BATCH_SIZES[preset]
+    assert custom_config["batch_size"] == batch_size == hyperparameters.BATCH_SIZES[preset]
 
 
 def test_seed_preset_compiles_to_what_local_runner_runs():
@@ -165,10 +165,10 @@ def test_seed_preset_compiles_to_what_local_runner_runs():
         local_runner.parse_args(["--books-csv", "b.csv", "--model-preset", "seed"])
     )
     for config in configs_by_id.values():
-        assert config["learning_rates"] == list(configs.SEED_LEARNING_RATES)
-        assert config["first_filters"] == list(configs.SEED_FIRST_FILTERS)
+        assert config["learning_rates"] == list(hyperparameters.SEED_LEARNING_RATES)
+        assert config["first_filters"] == list(hyperparameters.SEED_FIRST_FILTERS)
         assert config["batch_size"] == 128 == local.batch_size
-        assert config["model_options"] == local.model_options == configs.SEED_MODEL_OPTIONS
+        assert config["model_options"] == local.model_options == hyperparameters.SEED_MODEL_OPTIONS
     assert configs_by_id["Trainer"]["epochs"] == local.train_epochs
     grid = runner.build(
         {

@@ -10,6 +10,7 @@ import os
 import pytest
 from tfx.dsl.io import fileio
 
+from bookcover import constants
 from kubeflow import local_launcher, runner
 from pipeline import configs, embedded_data
 
@@ -78,9 +79,9 @@ def test_example_gen_driver_fingerprints_the_csv_and_the_executor_splits(execute
         assert "Calculated fingerprint" in f.read()
     examples = artifact(launcher, "CoverExampleGen", "examples")
     metadata = examples["metadata"]
-    assert json.loads(metadata["split_names"]) == list(configs.SPLIT_NAMES)
+    assert json.loads(metadata["split_names"]) == list(constants.SPLIT_NAMES)
     assert "num_files:1" in metadata["input_fingerprint"]  # the driver's, through the platform
-    for split in configs.SPLIT_NAMES:
+    for split in constants.SPLIT_NAMES:
         assert fileio.glob(os.path.join(examples["uri"], f"Split-{split}", "*.gz")), split
     # The custom artifact type resolves in the container (bookcover.CategoryAnalysis).
     analysis = artifact(launcher, "CoverExampleGen", "category_analysis")["uri"]
@@ -91,14 +92,14 @@ def test_example_gen_driver_fingerprints_the_csv_and_the_executor_splits(execute
 def test_statistics_schema_and_transform_graph(executed):
     launcher, *_ = executed
     statistics = artifact(launcher, "StatisticsGen", "statistics")["uri"]
-    for split in configs.SPLIT_NAMES:
+    for split in constants.SPLIT_NAMES:
         assert os.path.exists(os.path.join(statistics, f"Split-{split}", "FeatureStats.pb"))
     schema = artifact(launcher, "ImportSchemaGen", "schema")["uri"]
     with open(os.path.join(schema, "schema.pbtxt")) as f:
-        assert f'name: "{configs.IMAGE_KEY}"' in f.read()
+        assert f'name: "{constants.IMAGE_KEY}"' in f.read()
     graph = artifact(launcher, "Transform", "transform_graph")["uri"]
     assert os.path.isdir(os.path.join(graph, "transform_fn"))
-    vocabulary = os.path.join(graph, "transform_fn", "assets", configs.CATEGORY_VOCABULARY)
+    vocabulary = os.path.join(graph, "transform_fn", "assets", constants.CATEGORY_VOCABULARY)
     with open(vocabulary) as f:
         assert len(f.read().splitlines()) == CATEGORIES
 

@@ -5,6 +5,7 @@ import os
 import pytest
 
 import local_runner
+from models import hyperparameters
 from pipeline import configs
 
 
@@ -17,24 +18,28 @@ def test_defaults_are_the_configured_ones():
     assert args.books_csv is None
     default = settings(["--books-csv", "b.csv"])
     assert (default.learning_rates, default.first_filters) == (
-        configs.LEARNING_RATES,
-        configs.FIRST_FILTERS,
+        hyperparameters.LEARNING_RATES,
+        hyperparameters.FIRST_FILTERS,
     )
     seed = settings(["--model-preset", "seed", "--first-filters", "8"])
-    assert (seed.learning_rates, seed.first_filters) == (configs.SEED_LEARNING_RATES, (8,))
+    assert (seed.learning_rates, seed.first_filters) == (hyperparameters.SEED_LEARNING_RATES, (8,))
     assert args.direct_num_workers == configs.DIRECT_NUM_WORKERS
 
 
 def test_batch_size_follows_the_preset_unless_given():
     real = ["--books-csv", "b.csv"]
-    assert settings(real).batch_size == configs.BATCH_SIZE == 64
-    assert settings([*real, "--model-preset", "seed"]).batch_size == configs.SEED_BATCH_SIZE == 128
+    assert settings(real).batch_size == hyperparameters.BATCH_SIZE == 64
+    assert (
+        settings([*real, "--model-preset", "seed"]).batch_size
+        == hyperparameters.SEED_BATCH_SIZE
+        == 128
+    )
     assert settings(["--model-preset", "seed"]).batch_size == configs.EMBEDDED_BATCH_SIZE
     assert settings([*real, "--model-preset", "seed", "--batch-size", "16"]).batch_size == 16
 
 
 def test_epochs_follow_the_data_unless_given():
-    assert settings(["--books-csv", "b.csv"]).train_epochs == configs.TRAIN_EPOCHS
+    assert settings(["--books-csv", "b.csv"]).train_epochs == hyperparameters.TRAIN_EPOCHS
     assert settings([]).train_epochs == configs.EMBEDDED_TRAIN_EPOCHS
     assert settings(["--epochs", "7"]).train_epochs == 7
 
@@ -115,13 +120,13 @@ def test_model_preset_and_options_reach_the_model_options():
     )
     options = local_runner.training_settings_from(args).model_options
     assert options == {
-        **configs.SEED_MODEL_OPTIONS,
+        **hyperparameters.SEED_MODEL_OPTIONS,
         "augment": True,
         "head": "gap",
         "dropout": 1.0,
     }
     assert args.mixed_precision == "float32"
-    assert settings([]).model_options == configs.MODEL_OPTIONS
+    assert settings([]).model_options == hyperparameters.MODEL_OPTIONS
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,16 @@ import keras
 import numpy as np
 import pytest
 
-from models import model, trainer
+from bookcover import constants
+from models import hyperparameters, model, trainer
 from models.augmentation import RandomShiftZoom
-from pipeline import configs
 
 
 def hp_with(first_filters: int):
     """The seed's CNN."""
-    return model.default_hyperparameters((1e-3,), (first_filters,), configs.SEED_MODEL_OPTIONS)
+    return model.default_hyperparameters(
+        (1e-3,), (first_filters,), hyperparameters.SEED_MODEL_OPTIONS
+    )
 
 
 @pytest.mark.parametrize("first_filters", [24, 32, 40])
@@ -68,11 +70,16 @@ def test_grid_search_visits_every_point_of_the_configured_grid_once(tmp_path):
 
 
 def test_seed_preset_is_the_default_options_unless_overridden():
-    hp = model.default_hyperparameters((1e-3,), (24,), configs.SEED_MODEL_OPTIONS)
-    assert {k: hp.get(k) for k in configs.SEED_MODEL_OPTIONS} == configs.SEED_MODEL_OPTIONS
+    hp = model.default_hyperparameters((1e-3,), (24,), hyperparameters.SEED_MODEL_OPTIONS)
+    assert {
+        k: hp.get(k) for k in hyperparameters.SEED_MODEL_OPTIONS
+    } == hyperparameters.SEED_MODEL_OPTIONS
     hp = model.default_hyperparameters((1e-3,), (24,), {"head": "flatten"})
-    assert hp.get("head") == "flatten" and hp.get("dropout") == configs.MODEL_OPTIONS["dropout"]
-    assert hp.get("architecture") == configs.MODEL_OPTIONS["architecture"]
+    assert (
+        hp.get("head") == "flatten"
+        and hp.get("dropout") == hyperparameters.MODEL_OPTIONS["dropout"]
+    )
+    assert hp.get("architecture") == hyperparameters.MODEL_OPTIONS["architecture"]
 
 
 def test_unknown_option_or_architecture_is_refused():
@@ -86,7 +93,7 @@ def test_augmentation_is_off_by_default_and_only_changes_training_batches():
     plain = model.build_model(hp_with(8), num_classes=3)
     assert "augment" not in [layer.name for layer in plain.layers]
     hp = model.default_hyperparameters(
-        (1e-3,), (8,), {**configs.SEED_MODEL_OPTIONS, "augment": True}
+        (1e-3,), (8,), {**hyperparameters.SEED_MODEL_OPTIONS, "augment": True}
     )
     cnn = model.build_model(hp, num_classes=3)
     augment = cnn.get_layer("augment")
@@ -134,7 +141,12 @@ def test_shift_zoom_survives_a_config_round_trip_and_rejects_bad_factors():
 
 
 def test_gap_head_and_optional_dense_layers():
-    options = {**configs.SEED_MODEL_OPTIONS, "head": "gap", "dense_units_1": 0, "dense_units_2": 0}
+    options = {
+        **hyperparameters.SEED_MODEL_OPTIONS,
+        "head": "gap",
+        "dense_units_1": 0,
+        "dense_units_2": 0,
+    }
     hp = model.default_hyperparameters((1e-3,), (8,), options)
     cnn = model.build_model(hp, num_classes=6)
     names = [layer.name for layer in cnn.layers]
@@ -167,7 +179,7 @@ def test_plateau_schedule_drops_the_rate_on_a_validation_loss_plateau():
     hp = model.default_hyperparameters((1e-3,), (8,), {"lr_schedule": "plateau"})
     (drop,) = model.schedule_callbacks(hp)
     assert isinstance(drop, keras.callbacks.ReduceLROnPlateau)
-    assert (drop.monitor, drop.factor) == ("val_loss", configs.PLATEAU_FACTOR)
+    assert (drop.monitor, drop.factor) == ("val_loss", hyperparameters.PLATEAU_FACTOR)
     cosine = model.default_hyperparameters((1e-3,), (8,), {"lr_schedule": "cosine"})
     assert model.schedule_callbacks(cosine) == []
 
@@ -175,7 +187,7 @@ def test_plateau_schedule_drops_the_rate_on_a_validation_loss_plateau():
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     hp = model.default_hyperparameters((1e-3,), (8,), {"lr_schedule": "cosine"})
     schedule = model.learning_rate(hp, steps_per_epoch=10, epochs=20)
-    warmup = configs.WARMUP_EPOCHS * 10
+    warmup = hyperparameters.WARMUP_EPOCHS * 10
     assert float(schedule(0)) == pytest.approx(1e-4)
     assert float(schedule(warmup)) == pytest.approx(1e-3)
     assert float(schedule(200)) == pytest.approx(0.0, abs=1e-9)
@@ -203,9 +215,9 @@ def test_pretrained_backbone_reads_unit_covers_and_trains(tmp_path):
         "backbone_weights": "random",
     }
     hp = model.default_hyperparameters((1e-3,), (8,), options)
-    assert model.input_key(hp) == configs.IMAGE_UNIT_KEY
+    assert model.input_key(hp) == constants.IMAGE_UNIT_KEY
     cnn = model.build_model(hp, num_classes=3)
-    assert cnn.inputs[0].name == configs.IMAGE_UNIT_KEY
+    assert cnn.inputs[0].name == constants.IMAGE_UNIT_KEY
     assert "mobilenetv2" in [layer.name.split("_1.00")[0] for layer in cnn.layers]
     images = np.random.default_rng(0).random((4, 150, 100, 3)).astype(np.float32)
     labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bookcover import constants
 from models import inputs
-from pipeline import configs
 from tests import tiny_model
 
 
@@ -18,7 +18,7 @@ def transformed(tmp_path_factory):
 
 def test_images_are_decoded_resized_and_standardised(transformed):
     data, _ = transformed
-    batch = np.stack([row[configs.IMAGE_KEY] for row in data])
+    batch = np.stack([row[constants.IMAGE_KEY] for row in data])
     assert batch.shape == (12, 150, 100, 3)
     # Standardised per channel over the analysed data: mean 0, deviation 1.
     np.testing.assert_allclose(batch.mean(axis=(0, 1, 2)), 0.0, atol=1e-3)
@@ -27,10 +27,10 @@ def test_images_are_decoded_resized_and_standardised(transformed):
 
 def test_labels_are_one_hot_over_the_category_vocabulary(transformed):
     data, output = transformed
-    vocabulary = [v.decode() for v in output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)]
+    vocabulary = [v.decode() for v in output.vocabulary_by_name(constants.CATEGORY_VOCABULARY)]
     assert sorted(vocabulary) == sorted(tiny_model.CATEGORIES)
     for i, row in enumerate(data):
-        label = row[configs.LABEL_KEY]
+        label = row[constants.LABEL_KEY]
         assert label.shape == (3,) and label.sum() == 1.0
         assert vocabulary[int(label.argmax())] == tiny_model.CATEGORIES[i % 3]
 
@@ -51,7 +51,7 @@ def test_class_counts_follow_the_vocabulary_without_decoding_images(transformed,
     _, output = transformed
     rows = tiny_model.raw_rows(12) + tiny_model.raw_rows(1)  # one extra of CATEGORIES[0]
     path = tiny_model.write_tfrecords(os.path.join(tmp_path, "data.gz"), rows)
-    vocabulary = [v.decode() for v in output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)]
+    vocabulary = [v.decode() for v in output.vocabulary_by_name(constants.CATEGORY_VOCABULARY)]
     counts = inputs.class_counts([path], output)
     assert counts == [5 if name == tiny_model.CATEGORIES[0] else 4 for name in vocabulary]
 

@@ -7,12 +7,13 @@ import pytest
 import tensorflow_data_validation as tfdv
 from PIL import Image
 
+from bookcover import constants
 from pipeline import configs, schema
 
 
 def cover(color) -> bytes:
     out = io.BytesIO()
-    Image.new("RGB", (configs.IMAGE_WIDTH, configs.IMAGE_HEIGHT), color).save(out, "JPEG")
+    Image.new("RGB", (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT), color).save(out, "JPEG")
     return out.getvalue()
 
 
@@ -20,11 +21,11 @@ def cover(color) -> bytes:
 def statistics_file(tmp_path_factory):
     rows = pd.DataFrame(
         {
-            configs.IMAGE_KEY: [cover((i, 0, 0)) for i in range(20)],
-            configs.CATEGORY_KEY: [b"Art", b"History"] * 10,
-            configs.TITLE_KEY: [f"Book {i}".encode() for i in range(20)],
-            configs.SOURCE_URL_KEY: [f"http://x/{i}.jpg".encode() for i in range(20)],
-            configs.CONTENT_HASH_KEY: [f"{i:040x}".encode() for i in range(20)],
+            constants.IMAGE_KEY: [cover((i, 0, 0)) for i in range(20)],
+            constants.CATEGORY_KEY: [b"Art", b"History"] * 10,
+            constants.TITLE_KEY: [f"Book {i}".encode() for i in range(20)],
+            constants.SOURCE_URL_KEY: [f"http://x/{i}.jpg".encode() for i in range(20)],
+            constants.CONTENT_HASH_KEY: [f"{i:040x}".encode() for i in range(20)],
         }
     )
     path = str(tmp_path_factory.mktemp("stats") / "FeatureStats.pb")
@@ -34,14 +35,14 @@ def statistics_file(tmp_path_factory):
 
 
 def assert_project_rules(reviewed) -> None:
-    category = tfdv.get_feature(reviewed, configs.CATEGORY_KEY)
+    category = tfdv.get_feature(reviewed, constants.CATEGORY_KEY)
     assert not category.HasField("domain") and not reviewed.string_domain  # vocabulary per run
     assert category.skew_comparator.infinity_norm.threshold == configs.CATEGORY_SHARE_LINF
     assert category.drift_comparator.infinity_norm.threshold == configs.CATEGORY_SHARE_LINF
-    image = tfdv.get_feature(reviewed, configs.IMAGE_KEY)
+    image = tfdv.get_feature(reviewed, constants.IMAGE_KEY)
     assert image.image_domain.max_image_byte_size == configs.MAX_COVER_BYTES
     assert not image.image_domain.HasField("minimum_supported_image_fraction")
-    assert tfdv.get_feature(reviewed, configs.TITLE_KEY).HasField("natural_language_domain")
+    assert tfdv.get_feature(reviewed, constants.TITLE_KEY).HasField("natural_language_domain")
     for name in schema.REQUIRED:
         assert tfdv.get_feature(reviewed, name).presence.min_fraction == 1.0, name
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bookcover import constants
 from models import inputs, predict, serving_client
-from pipeline import configs
 from tests import cover_server as cs
 from tests import images, tiny_model
 
@@ -55,7 +55,7 @@ def test_serving_default_classifies_jpeg_and_png_of_any_size(exported):
 
 def test_class_names_come_from_the_transform_vocabulary(exported):
     _, output, _, loaded = exported
-    vocabulary = [v.decode() for v in output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)]
+    vocabulary = [v.decode() for v in output.vocabulary_by_name(constants.CATEGORY_VOCABULARY)]
     assert [n.decode() for n in loaded.class_names.numpy()] == vocabulary
 
 
@@ -65,14 +65,14 @@ def test_no_training_serving_skew(exported, tmp_path):
     path = tiny_model.write_tfrecords(str(tmp_path / "covers.gz"), rows)
     train_images, _ = next(iter(inputs.input_fn([path], output, batch_size=6, shuffle=False)))
     through_training = cnn.predict(train_images, verbose=0)
-    raw = [row[configs.IMAGE_KEY][0] for row in rows]
+    raw = [row[constants.IMAGE_KEY][0] for row in rows]
     through_serving = serve(loaded, raw)["probabilities"].numpy()
     np.testing.assert_allclose(through_serving, through_training, atol=1e-5)
     examples = [
         tf.train.Example(
             features=tf.train.Features(
                 feature={
-                    configs.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[r]))
+                    constants.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[r]))
                 }
             )
         ).SerializeToString()
@@ -102,9 +102,9 @@ def test_a_pixel_bomb_is_refused_from_its_header_and_the_next_request_served(exp
 
 def test_images_over_the_byte_limit_are_refused(exported):
     _, _, _, loaded = exported
-    padded = images.jpeg() + b"\0" * configs.MAX_IMAGE_BYTES
+    padded = images.jpeg() + b"\0" * constants.MAX_IMAGE_BYTES
     with pytest.raises(
-        tf.errors.InvalidArgumentError, match=f"over {configs.MAX_IMAGE_BYTES} bytes"
+        tf.errors.InvalidArgumentError, match=f"over {constants.MAX_IMAGE_BYTES} bytes"
     ):
         serve(loaded, [padded])
 
@@ -280,12 +280,12 @@ def test_rest_client_reports_each_bad_image_in_one_line_and_classifies_the_rest(
 def test_transform_features_gives_labels_from_the_category_alone(exported):
     """TFMA's path: examples without usable images still get their one-hot labels."""
     _, output, _, loaded = exported
-    vocabulary = [v.decode() for v in output.vocabulary_by_name(configs.CATEGORY_VOCABULARY)]
+    vocabulary = [v.decode() for v in output.vocabulary_by_name(constants.CATEGORY_VOCABULARY)]
     examples = [
         tf.train.Example(
             features=tf.train.Features(
                 feature={
-                    configs.CATEGORY_KEY: tf.train.Feature(
+                    constants.CATEGORY_KEY: tf.train.Feature(
                         bytes_list=tf.train.BytesList(value=[name.encode()])
                     )
                 }
@@ -294,4 +294,4 @@ def test_transform_features_gives_labels_from_the_category_alone(exported):
         for name in reversed(vocabulary)
     ]
     labels = loaded.signatures["transform_features"](examples=tf.constant(examples))
-    np.testing.assert_array_equal(labels[configs.LABEL_KEY].numpy(), np.eye(3)[::-1])
+    np.testing.assert_array_equal(labels[constants.LABEL_KEY].numpy(), np.eye(3)[::-1])

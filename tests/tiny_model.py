@@ -10,16 +10,16 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
+from bookcover import constants
 from models import export, inputs, model, preprocessing
-from pipeline import configs
 from tests import images
 
 CATEGORIES = ("Art", "History", "Poetry")
 COLORS = ((220, 30, 30), (30, 200, 30), (30, 30, 220))
 # As the reviewed schema (schema/schema.pbtxt) gives them to Transform.
 RAW_SPEC = {
-    configs.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
-    configs.CATEGORY_KEY: tf.io.FixedLenFeature([1], tf.string),
+    constants.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+    constants.CATEGORY_KEY: tf.io.FixedLenFeature([1], tf.string),
 }
 
 
@@ -28,7 +28,7 @@ def raw_rows(n: int = 12) -> list[dict]:
     for i in range(n):
         k = i % 3
         data = images.jpeg(color=COLORS[k]) if i % 2 else images.png(color=(*COLORS[k], 255))
-        rows.append({configs.IMAGE_KEY: [data], configs.CATEGORY_KEY: [CATEGORIES[k].encode()]})
+        rows.append({constants.IMAGE_KEY: [data], constants.CATEGORY_KEY: [CATEGORIES[k].encode()]})
     return rows
 
 

@@ -12,10 +12,9 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from bookcover import CategoryAnalysis
+from bookcover import CategoryAnalysis, constants
 from components.cover_example_gen import executor
 from components.cover_example_gen.settings import IngestSettings
-from pipeline import configs
 
 INGEST_SETTINGS_KEY = "ingest_settings"
 CATEGORY_ANALYSIS_KEY = "category_analysis"
@@ -38,7 +37,9 @@ def split_output_config() -> example_gen_pb2.Output:
         split_config=example_gen_pb2.SplitConfig(
             splits=[
                 example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-                for name, buckets in zip(configs.SPLIT_NAMES, configs.SPLIT_BUCKETS, strict=True)
+                for name, buckets in zip(
+                    constants.SPLIT_NAMES, constants.SPLIT_BUCKETS, strict=True
+                )
             ]
         )
     )
@@ -57,7 +58,7 @@ class CoverExampleGen(FileBasedExampleGen):
     # cover through the runner's data plane (benchmarks/README.md: ingestion).
     # Other runners (Dataflow, Flink) ignore these flags; a later
     # with_beam_pipeline_args call overrides them.
-    DIRECT_RUNNER_ARGS = configs.DIRECT_IN_PROCESS_ARGS
+    DIRECT_RUNNER_ARGS = constants.DIRECT_IN_PROCESS_ARGS
 
     SPEC_CLASS = CoverExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)

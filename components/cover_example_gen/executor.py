@@ -20,11 +20,11 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from bookcover import constants, downloader
 from bookcover.progress import Progress
-from components import covers, splits
+from components import splits
 from components.cover_example_gen import analysis
 from components.cover_example_gen.settings import IngestSettings
-from pipeline import configs
 
 METRICS_NAMESPACE = "CoverExampleGen"
 FAILURES_FILE = "failures.csv"
@@ -48,8 +48,8 @@ class DownloadCoversFn(beam.DoFn):
 
     def setup(self):
         fetch = self._settings.fetch
-        self._session = covers.make_session(fetch.connections)
-        self._cache = covers.CoverCache(
+        self._session = downloader.make_session(fetch.connections)
+        self._cache = downloader.CoverCache(
             self._settings.cache_dir or None, self._settings.fetch.cover_format
         )
         self._pool = concurrent.futures.ThreadPoolExecutor(fetch.connections)
@@ -66,16 +66,18 @@ class DownloadCoversFn(beam.DoFn):
         self._bundle_started = time.time()
         self._bundle_books = 0
 
-    def _download(self, book: dict) -> tuple[dict, bytes | None, bool, covers.CoverError | None]:
+    def _download(
+        self, book: dict
+    ) -> tuple[dict, bytes | None, bool, downloader.CoverError | None]:
         try:
-            jpeg, cached = covers.download_cover(
+            jpeg, cached = downloader.download_cover(
                 book["image_url"], self._session, self._settings.fetch, self._cache
             )
             return book, jpeg, cached, None
-        except covers.CoverError as e:
+        except downloader.CoverError as e:
             return book, None, False, e
         except Exception as e:  # noqa: BLE001 - one bad cover must never kill the run
-            return book, None, False, covers.CoverError("unexpected_error", repr(e))
+            return book, None, False, downloader.CoverError("unexpected_error", repr(e))
 
     def process(self, book: dict):
         self._bundle_books += 1
@@ -121,7 +123,7 @@ class DownloadCoversFn(beam.DoFn):
         counter = "cached" if cached else "downloaded"
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter).inc()
         self._progress.update(cached=int(cached))
-        yield {**book, "jpeg": jpeg, "content_hash": covers.content_hash(jpeg)}
+        yield {**book, "jpeg": jpeg, "content_hash": downloader.content_hash(jpeg)}
 
 
 def _keep_first_by_hash(item: tuple[str, list[dict]]):
@@ -180,11 +182,11 @@ def to_example(cover: dict) -> bytes:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
     features = {
-        configs.IMAGE_KEY: bytes_feature(cover["jpeg"]),
-        configs.CATEGORY_KEY: bytes_feature(cover["category"].encode("utf-8")),
-        configs.TITLE_KEY: bytes_feature(cover["title"].encode("utf-8")),
-        configs.SOURCE_URL_KEY: bytes_feature(cover["image_url"].encode("utf-8")),
-        configs.CONTENT_HASH_KEY: bytes_feature(cover["content_hash"].encode("ascii")),
+        constants.IMAGE_KEY: bytes_feature(cover["jpeg"]),
+        constants.CATEGORY_KEY: bytes_feature(cover["category"].encode("utf-8")),
+        constants.TITLE_KEY: bytes_feature(cover["title"].encode("utf-8")),
+        constants.SOURCE_URL_KEY: bytes_feature(cover["image_url"].encode("utf-8")),
+        constants.CONTENT_HASH_KEY: bytes_feature(cover["content_hash"].encode("ascii")),
     }
     example = tf.train.Example(features=tf.train.Features(feature=features))
     return example.SerializeToString(deterministic=True)

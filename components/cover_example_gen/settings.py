@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.covers import FetchConfig
-from pipeline import configs
+from bookcover import constants
+from bookcover.downloader import FetchConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class IngestSettings:
-    top_k: int | None = configs.NUM_CATEGORIES
+    top_k: int | None = constants.NUM_CATEGORIES
     min_books: int | None = None
-    per_class: int | None = configs.PER_CLASS
-    balance: bool = configs.BALANCE_CLASSES
-    seed: int = configs.SAMPLE_SEED
-    max_failure_share: float = configs.MAX_FAILURE_SHARE
+    per_class: int | None = constants.PER_CLASS
+    balance: bool = constants.BALANCE_CLASSES
+    seed: int = constants.SAMPLE_SEED
+    max_failure_share: float = constants.MAX_FAILURE_SHARE
     cache_dir: str = ""
     fetch: FetchConfig = dataclasses.field(default_factory=FetchConfig)
 

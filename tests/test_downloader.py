@@ -9,7 +9,7 @@ import time
 import pytest
 from PIL import Image
 
-from components import covers
+from bookcover import downloader
 from tests import cover_server as cs
 from tests import images
 
@@ -18,12 +18,14 @@ FAST = cs.FAST_FETCH
 
 @pytest.fixture
 def session():
-    with covers.make_session(4) as s:
+    with downloader.make_session(4) as s:
         yield s
 
 
 def fetch(server, session, path, cfg=FAST, cache=None):
-    return covers.download_cover(server.url + path, session, cfg, cache or covers.CoverCache(None))
+    return downloader.download_cover(
+        server.url + path, session, cfg, cache or downloader.CoverCache(None)
+    )
 
 
 def assert_cover(jpeg: bytes):
@@ -53,7 +55,7 @@ def test_other_formats_and_modes_become_rgb(server, session, route, data):
 
 
 def test_404_fails_at_once_without_retry(server, session):
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/missing.jpg")
     assert e.value.reason == "http_404"
     assert server.requests["/missing.jpg"] == 1
@@ -67,7 +69,7 @@ def test_500_then_200_is_retried_then_stored(server, session):
 
 def test_persistent_503_gives_up_after_the_retries(server, session):
     server.routes["/down.jpg"] = cs.send_status(503)
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/down.jpg")
     assert e.value.reason == "http_503"
     assert server.requests["/down.jpg"] == FAST.max_retries + 1
@@ -85,7 +87,7 @@ def test_429_honours_retry_after(server, session):
 
 def test_response_slower_than_the_timeout_is_a_timeout(server, session):
     server.routes["/slow.jpg"] = cs.slow(1.5, cs.send_bytes(images.jpeg()))
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/slow.jpg")
     assert e.value.reason == "timeout"
 
@@ -100,7 +102,7 @@ def test_response_slower_than_the_timeout_is_a_timeout(server, session):
 )
 def test_bad_content_is_counted_by_reason(server, session, route, data, reason):
     server.routes[route] = cs.send_bytes(data)
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, route)
     assert e.value.reason == reason
 
@@ -110,7 +112,7 @@ def test_image_over_the_size_cap_is_refused(server, session):
     data = images.encode(noisy, "PNG")
     assert len(data) > FAST.max_bytes
     server.routes["/huge.png"] = cs.send_bytes(data)
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/huge.png")
     assert e.value.reason == "too_large"
 
@@ -122,8 +124,10 @@ def test_redirect_is_followed(server, session):
 
 
 def test_unsupported_scheme(session):
-    with pytest.raises(covers.CoverError) as e:
-        covers.download_cover("ftp://example.invalid/a.jpg", session, FAST, covers.CoverCache(None))
+    with pytest.raises(downloader.CoverError) as e:
+        downloader.download_cover(
+            "ftp://example.invalid/a.jpg", session, FAST, downloader.CoverCache(None)
+        )
     assert e.value.reason == "unsupported_scheme"
 
 
@@ -131,15 +135,17 @@ def test_local_paths_and_file_uris(tmp_path, session):
     path = tmp_path / "cover one.png"
     path.write_bytes(images.png())
     for url in (str(path), path.as_uri()):
-        assert_cover(covers.download_cover(url, session, FAST, covers.CoverCache(None))[0])
-    with pytest.raises(covers.CoverError) as e:
-        covers.download_cover(str(tmp_path / "nope.jpg"), session, FAST, covers.CoverCache(None))
+        assert_cover(downloader.download_cover(url, session, FAST, downloader.CoverCache(None))[0])
+    with pytest.raises(downloader.CoverError) as e:
+        downloader.download_cover(
+            str(tmp_path / "nope.jpg"), session, FAST, downloader.CoverCache(None)
+        )
     assert e.value.reason == "missing_file"
 
 
 def test_cache_means_the_second_download_makes_no_request(server, session, tmp_path):
     server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
-    cache = covers.CoverCache(str(tmp_path / "cache"))
+    cache = downloader.CoverCache(str(tmp_path / "cache"))
     first, first_cached = fetch(server, session, "/ok.jpg", cache=cache)
     second, second_cached = fetch(server, session, "/ok.jpg", cache=cache)
     assert (first_cached, second_cached) == (False, True)
@@ -148,12 +154,12 @@ def test_cache_means_the_second_download_makes_no_request(server, session, tmp_p
 
 
 def test_backoff_grows_and_respects_retry_after():
-    cfg = covers.FetchConfig(backoff_base_s=1.0, backoff_max_s=10.0)
-    assert 0.5 <= covers.backoff_delay(0, cfg) <= 1.0
-    assert 4.0 <= covers.backoff_delay(3, cfg) <= 8.0
-    assert covers.backoff_delay(9, cfg) <= 10.0
-    assert covers.backoff_delay(0, cfg, retry_after="7") == 7.0
-    assert covers.backoff_delay(0, cfg, retry_after="600") == 10.0
+    cfg = downloader.FetchConfig(backoff_base_s=1.0, backoff_max_s=10.0)
+    assert 0.5 <= downloader.backoff_delay(0, cfg) <= 1.0
+    assert 4.0 <= downloader.backoff_delay(3, cfg) <= 8.0
+    assert downloader.backoff_delay(9, cfg) <= 10.0
+    assert downloader.backoff_delay(0, cfg, retry_after="7") == 7.0
+    assert downloader.backoff_delay(0, cfg, retry_after="600") == 10.0
 
 
 DEADLINE = dataclasses.replace(FAST, deadline_s=1.0, max_retries=1)
@@ -164,7 +170,7 @@ def test_a_server_that_drips_bytes_forever_meets_the_deadline(server, session, h
     # One byte every 0.2 s: the per-read timeout (0.5 s) never fires.
     server.routes["/drip.jpg"] = cs.drip(0.2, headers_too=headers_too)
     started = time.monotonic()
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/drip.jpg", cfg=DEADLINE)
     elapsed = time.monotonic() - started
     assert e.value.reason == "deadline"
@@ -187,12 +193,12 @@ def test_redirect_bodies_are_never_read(server, session):
 def test_redirects_stop_after_five_hops_and_only_to_http(server, session):
     for hop in range(7):
         server.routes[f"/hop{hop}"] = cs.redirect(f"/hop{hop + 1}")
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/hop0")
     assert e.value.reason == "too_many_redirects"
     assert server.requests["/hop5"] == 1 and server.requests["/hop6"] == 0
     server.routes["/to-ftp"] = cs.redirect("ftp://example.invalid/a.jpg")
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/to-ftp")
     assert e.value.reason == "bad_redirect"
 
@@ -209,17 +215,19 @@ def test_bodies_are_asked_for_uncompressed_and_capped_when_compressed_anyway(ser
     bomb = gzip.compress(b"\0" * (50 * FAST.max_bytes))  # small on the wire
     assert len(bomb) < FAST.max_bytes
     server.routes["/bomb.jpg"] = cs.send_with_body(200, bomb, {"Content-Encoding": "gzip"})
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/bomb.jpg")
     assert e.value.reason == "too_large"
 
 
 def test_failure_details_carry_no_object_reprs(server, session):
     server.routes["/page.html"] = cs.send_bytes(b"<html></html>", "text/html")
-    with pytest.raises(covers.CoverError) as e:
+    with pytest.raises(downloader.CoverError) as e:
         fetch(server, session, "/page.html")
     assert " object at 0x" not in str(e.value)
-    with pytest.raises(covers.CoverError) as e:
-        covers.download_cover("http://127.0.0.1:9/x.jpg", session, FAST, covers.CoverCache(None))
+    with pytest.raises(downloader.CoverError) as e:
+        downloader.download_cover(
+            "http://127.0.0.1:9/x.jpg", session, FAST, downloader.CoverCache(None)
+        )
     assert e.value.reason == "connection_error"
     assert " object at 0x" not in str(e.value)

@@ -27,7 +27,7 @@ from tfx.dsl.io import fileio
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from pipeline import configs
+from bookcover import constants
 
 # "<_io.BytesIO object at 0x7f...>" and the like say nothing to a reader of failures.csv.
 OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>(, )?")
@@ -49,21 +49,21 @@ class CoverError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class FetchConfig:
-    connect_timeout_s: float = configs.CONNECT_TIMEOUT_S
-    read_timeout_s: float = configs.READ_TIMEOUT_S
+    connect_timeout_s: float = constants.CONNECT_TIMEOUT_S
+    read_timeout_s: float = constants.READ_TIMEOUT_S
     # The whole of one attempt (connect, headers, body): per-read timeouts
     # never fire against a server that drips a byte at a time.
-    deadline_s: float = configs.DOWNLOAD_DEADLINE_S
-    max_retries: int = configs.MAX_RETRIES
-    backoff_base_s: float = configs.BACKOFF_BASE_S
-    backoff_max_s: float = configs.BACKOFF_MAX_S
-    max_bytes: int = configs.MAX_IMAGE_BYTES
-    max_pixels: int = configs.MAX_IMAGE_PIXELS
-    connections: int = configs.CONNECTIONS_PER_WORKER
-    width: int = configs.IMAGE_WIDTH
-    height: int = configs.IMAGE_HEIGHT
-    jpeg_quality: int = configs.JPEG_QUALITY
-    cover_format: str = configs.COVER_FORMAT
+    deadline_s: float = constants.DOWNLOAD_DEADLINE_S
+    max_retries: int = constants.MAX_RETRIES
+    backoff_base_s: float = constants.BACKOFF_BASE_S
+    backoff_max_s: float = constants.BACKOFF_MAX_S
+    max_bytes: int = constants.MAX_IMAGE_BYTES
+    max_pixels: int = constants.MAX_IMAGE_PIXELS
+    connections: int = constants.CONNECTIONS_PER_WORKER
+    width: int = constants.IMAGE_WIDTH
+    height: int = constants.IMAGE_HEIGHT
+    jpeg_quality: int = constants.JPEG_QUALITY
+    cover_format: str = constants.COVER_FORMAT
 
 
 class _Deadlines:
@@ -329,14 +329,14 @@ def _read_body(response: requests.Response, url: str, cfg: FetchConfig) -> bytes
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """The decoded image, if it is one of configs.IMAGE_FORMATS within `max_pixels`.
+    """The decoded image, if it is one of constants.IMAGE_FORMATS within `max_pixels`.
 
     The size comes from the header before any pixel is decoded, and no
     process-wide setting is touched (downloads run in many threads); only the
     accepted formats' decoders are tried, so no other (EPS: Ghostscript) runs.
     """
     try:
-        image = Image.open(io.BytesIO(data), formats=configs.IMAGE_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=constants.IMAGE_FORMATS)
     except Image.DecompressionBombError as e:  # Pillow's own, far larger, limit
         raise CoverError("decompression_bomb", str(e)) from None
     except Image.UnidentifiedImageError:
@@ -344,7 +344,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         if found:
             raise CoverError(
                 "unsupported_format",
-                f"{found}; accepted: {', '.join(configs.IMAGE_FORMATS)}",
+                f"{found}; accepted: {', '.join(constants.IMAGE_FORMATS)}",
             ) from None
         raise CoverError("not_an_image", f"{len(data)} bytes in no known image format") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -403,7 +403,7 @@ def content_hash(jpeg: bytes) -> str:
 class CoverCache:
     """Processed covers keyed by URL (local or gs:// paths), so reruns download nothing twice."""
 
-    def __init__(self, directory: str | None, cover_format: str = configs.COVER_FORMAT):
+    def __init__(self, directory: str | None, cover_format: str = constants.COVER_FORMAT):
         self.directory = directory
         self.suffix = ".png" if cover_format == "PNG" else ".jpg"
         if directory:

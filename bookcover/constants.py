@@ -1,0 +1,78 @@
+"""What ingestion, validation, the model and serving must agree on, defined once.
+
+The lowest module of the project: components/, models/ and everything above
+import their shared constants from here, and it imports nothing (not even
+TensorFlow, so that the runners can read it before setting TensorFlow's
+environment). Constants with one user live with it: the model's
+hyperparameters in models/hyperparameters.py, the pipeline's own settings in
+pipeline/configs.py.
+"""
+
+import os
+
+# --- Covers -------------------------------------------------------------
+# Width x height follows the covers' 1:1.5 aspect ratio.
+IMAGE_WIDTH = 100
+IMAGE_HEIGHT = 150
+IMAGE_CHANNELS = 3
+JPEG_QUALITY = 90
+# How CoverExampleGen stores covers. The reviewed schema expects JPEG: PNG
+# (lossless, several times larger) stops at data validation until the schema
+# is changed or the run is allowed through.
+COVER_FORMATS = ("JPEG", "PNG")
+COVER_FORMAT = "JPEG"
+# The image formats accepted, the same in ingestion and serving: the ones
+# TensorFlow's decode_image reads, so a served cover decodes as its training
+# twin did. Others (WebP, TIFF, EPS, ...) are refused on both sides.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+
+# --- Raw example features (written by CoverExampleGen) ------------------
+IMAGE_KEY = "image"
+CATEGORY_KEY = "category"
+TITLE_KEY = "title"
+SOURCE_URL_KEY = "source_url"
+CONTENT_HASH_KEY = "content_hash"
+
+# --- Transformed features (written by Transform) ------------------------
+LABEL_KEY = "label"
+# The decoded, resized cover in [0, 1] before standardisation: the input of
+# ImageNet backbones, which bring their own normalisation.
+IMAGE_UNIT_KEY = "image_unit"
+CATEGORY_VOCABULARY = "category"
+
+# --- Category selection, sampling and splits ------------------------------
+NUM_CATEGORIES = 12
+PER_CLASS = 2200
+# Balanced: every category sampled down to the smallest selected one (the
+# seed's way). Unbalanced (the default): each keeps up to PER_CLASS books and
+# the Trainer weighs classes (model option class_weights), so no cover is
+# thrown away.
+BALANCE_CLASSES = False
+# Every sample and shuffle starts from it, so that runs repeat.
+SAMPLE_SEED = 42
+SPLIT_NAMES = ("train", "eval", "test")
+SPLIT_BUCKETS = (3, 1, 1)  # 60 / 20 / 20
+
+# --- Downloading ----------------------------------------------------------
+CONNECTIONS_PER_WORKER = 16
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 15.0
+# One attempt at one cover, redirects included; a stuck host costs at most this
+# x (MAX_RETRIES + 1).
+DOWNLOAD_DEADLINE_S = 30.0
+MAX_RETRIES = 3
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+MAX_FAILURE_SHARE = 0.2
+
+# --- Pushed models ----------------------------------------------------------
+# Pushed beside each pushed model: the statistics of the data it was trained on,
+# which the next run's drift check compares against. TF Serving ignores assets.extra.
+BASELINE_STATISTICS = os.path.join("assets.extra", "train_statistics.pb")
+
+# --- Beam ---------------------------------------------------------------------
+# Beam arguments that keep a step in this process on the DirectRunner (CoverExampleGen,
+# Evaluator: see why at each); other runners ignore them.
+DIRECT_IN_PROCESS_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")

@@ -1,0 +1,100 @@
+"""The model's hyperparameters: the Tuner's grid, the fixed options, the presets, training lengths.
+
+The pipeline passes them to the Tuner and the Trainer through custom_config;
+models/ reads its defaults from here. Measured effects: benchmarks/README.md.
+"""
+
+# The grid (Tuner choices): the seed's, and the default's (smaller first
+# layers: the residual network doubles them at every stage).
+SEED_LEARNING_RATES = (1e-4, 5e-4, 1e-3)
+SEED_FIRST_FILTERS = (24, 32, 40)
+LEARNING_RATES = (5e-4, 1e-3, 2e-3)
+# Wider first layers (24) scored no better on real covers and train too slowly for
+# the quality benchmark's hour on 2 cores (benchmarks/README.md, "Model quality").
+FIRST_FILTERS = (12, 16)
+# Every other hyperparameter, fixed during the search. SEED_MODEL_OPTIONS is
+# the seed work's exact model and training, kept as the baseline;
+# MODEL_OPTIONS is the default (`--model-preset` picks one, `--model-option`
+# overrides single values).
+SEED_MODEL_OPTIONS = {
+    "architecture": "seed_cnn",  # or "resnet", "pretrained" (models/model.py ARCHITECTURES)
+    "filter_step": 16,
+    "kernel_size": 3,
+    "head": "flatten",  # or "gap": global average pooling
+    "dense_units_1": 256,  # 0 leaves the layer out
+    "dense_units_2": 128,
+    "dropout": 0.4,
+    "l2": 1e-4,
+    "augment": False,
+    "augment_shift": 0.06,  # share of height and width
+    "augment_zoom": 0.1,
+    "augment_brightness": 0.05,  # share of STANDARDISED_RANGE
+    "augment_contrast": 0.2,
+    "label_smoothing": 0.0,
+    # Mixup's Beta(alpha, alpha): training batches blended with a shuffled copy
+    # of themselves, labels alike (models/inputs.py mix_batches); 0 turns it off.
+    "mixup": 0.0,
+    "lr_schedule": "constant",  # or "plateau" (drop on a val-loss plateau) or "cosine"
+    "class_weights": False,  # weigh classes by inverse training frequency
+    # architecture "pretrained": a keras.applications backbone (BACKBONES) and
+    # its weights: "imagenet" (Keras' download or its cache in ~/.keras/models),
+    # a path to a weights file, or "random" to train it from scratch, explicitly.
+    "backbone": "EfficientNetB0",
+    "backbone_weights": "imagenet",
+}
+# The best configuration measured on real covers (benchmarks/quality.py,
+# benchmarks/README.md): what each change gave is written down there.
+MODEL_OPTIONS = {
+    **SEED_MODEL_OPTIONS,
+    "architecture": "resnet",
+    "head": "gap",
+    "dense_units_1": 0,
+    "dense_units_2": 0,
+    "dropout": 0.3,
+    "l2": 5e-5,
+    "augment": True,
+    "label_smoothing": 0.1,
+    "mixup": 0.2,
+    "lr_schedule": "cosine",
+    "class_weights": True,
+}
+MODEL_PRESETS = {"default": MODEL_OPTIONS, "seed": SEED_MODEL_OPTIONS}
+GRIDS = {
+    "default": (LEARNING_RATES, FIRST_FILTERS),
+    "seed": (SEED_LEARNING_RATES, SEED_FIRST_FILTERS),
+}
+# keras.applications backbones and the module whose preprocess_input they need.
+BACKBONES = {
+    "EfficientNetB0": "efficientnet",
+    "EfficientNetV2B0": "efficientnet_v2",
+    "MobileNetV2": "mobilenet_v2",
+    "ResNet50": "resnet50",
+}
+# Per-replica batch: 64 for the default (more, noisier steps generalised
+# better on real covers: benchmarks/README.md), the seed's 128 for its preset.
+BATCH_SIZE = 64
+SEED_BATCH_SIZE = 128
+BATCH_SIZES = {"default": BATCH_SIZE, "seed": SEED_BATCH_SIZE}
+# Standardised covers lie well inside this range; augmentation clips to it.
+STANDARDISED_RANGE = (-4.0, 4.0)
+WARMUP_EPOCHS = 2
+PLATEAU_PATIENCE = 3
+PLATEAU_FACTOR = 0.3
+
+# --- Tuning and training ----------------------------------------------------
+TUNER_EPOCHS = 3
+TUNER_PATIENCE = 2
+# The cosine schedule's length: 90 epochs beat 60 on real covers and still fit
+# the quality benchmark's hour (figures in benchmarks/README.md, "Model quality").
+TRAIN_EPOCHS = 90
+# Early stopping on validation accuracy, the metric the best checkpoint is
+# chosen by, for the schedules without a set end (constant, plateau). The
+# cosine schedule runs its whole length: stopping cut its low-rate tail, where
+# most of the gain comes (validation runs stopped before epoch 60 scored
+# 35-37%, those that ran on 38-41%: benchmarks/README.md, "Variants").
+TRAIN_STOPPING_METRIC = "val_accuracy"
+TRAIN_PATIENCE = 15
+SHUFFLE_BUFFER = 2048
+# "auto": mixed_float16 when a GPU is present, else float32.
+MIXED_PRECISION = "auto"
+MIXED_PRECISION_CHOICES = ("auto", "mixed_float16", "float32")
