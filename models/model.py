@@ -6,7 +6,6 @@ import logging
 
 import keras
 import keras_tuner
-from tfx.dsl.io import fileio
 
 from bookcover import constants
 from models import hyperparameters
@@ -109,6 +108,10 @@ def load_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) ->
     elif weights == "imagenet":
         source = "imagenet"
     else:
+        # Imported here: the rest of the model needs Keras alone, so it also builds on
+        # other Keras backends (benchmarks/gpu_precision.py runs it on JAX).
+        from tfx.dsl.io import fileio
+
         if not fileio.exists(weights) or fileio.isdir(weights):
             raise BackboneWeightsError(
                 f"backbone_weights={weights!r}: no such file; give the path of a {name} "
