@@ -359,21 +359,14 @@ def collect_summary(connection, output_dir: str) -> dict:
 
 def stopped_summary(connection, output_dir: str, findings: list[dict]) -> dict:
     """What a run stopped by data validation found; its report shows the data sections."""
-    from pipeline.report import REPORT_DIR
-    from reporting import html_report, run_artifacts, summary
+    from pipeline.report import render_latest_run
 
-    run = run_artifacts.latest_run(connection, configs.PIPELINE_NAME)
-    found = {
-        "pipeline": configs.PIPELINE_NAME,
-        **summary.summarize(run.artifacts),
-        "run_id": run.run_id,
-        "stopped": "data validation found problems; nothing was trained",
-        "data_validation": {"findings": findings, "allowed": False},
-        "components": run.components,
-    }
-    report_dir = os.path.join(output_dir, REPORT_DIR)
-    found["report"] = html_report.write_report(run.artifacts, found, report_dir)
-    return found
+    return render_latest_run(
+        connection,
+        output_dir,
+        stopped="data validation found problems; nothing was trained",
+        data_validation={"findings": findings, "allowed": False},
+    )
 
 
 def print_stopped(summary: dict, summary_path: str) -> None:

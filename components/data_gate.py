@@ -259,6 +259,28 @@ def pushed_baseline(serving_model_dir: str) -> str | None:
     return None
 
 
+def load_baseline(path: str) -> tuple[object | None, list[dict]]:
+    """The pushed model's train statistics, or a finding that says why they cannot be read
+    (the drift checks cannot run without them, so the run stops unless allowed)."""
+    import tensorflow_data_validation as tfdv
+
+    try:
+        statistics = tfdv.load_stats_binary(path)
+        if statistics.datasets:
+            return statistics, []
+        error = "no dataset in it"
+    except Exception as e:  # noqa: BLE001 - protobuf's and the filesystem's errors alike
+        error = f"{type(e).__name__}: {e}"
+    finding = {
+        "split": TRAIN,
+        "feature": "(all)",
+        "problem": "unreadable baseline statistics",
+        "detail": f"{path}: {error}; drift from the pushed model's data cannot be checked "
+        "(push a model again, or remove the file to skip the drift checks)",
+    }
+    return None, [finding]
+
+
 def validate(
     statistics_uri: str,
     anomalies_uri: str,
@@ -280,9 +302,11 @@ def validate(
                 findings += comparator_findings(schema, by_split[TRAIN], split, serving=statistics)
     baseline = pushed_baseline(serving_model_dir)
     if baseline and TRAIN in by_split:
-        previous = tfdv.load_stats_binary(baseline)
-        findings += comparator_findings(schema, by_split[TRAIN], TRAIN, previous=previous)
-        findings += image_drift(by_split[TRAIN], previous)
+        previous, unreadable = load_baseline(baseline)
+        findings += unreadable
+        if previous is not None:
+            findings += comparator_findings(schema, by_split[TRAIN], TRAIN, previous=previous)
+            findings += image_drift(by_split[TRAIN], previous)
     return findings, baseline
 
 

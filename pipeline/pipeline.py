@@ -15,6 +15,7 @@ from components.data_gate import DataGate
 from components.grid_tuner import CoverTuner
 from models import hyperparameters
 from pipeline import configs, previous_blessed_model_strategy
+from reporting import run_artifacts
 from reporting.component import ReportGen
 
 
@@ -210,20 +211,15 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
     ).with_id("Pusher")
+    # Each input of the report from the step that makes it (run_artifacts.REPORT_INPUTS).
+    steps = [example_gen, statistics_gen, example_validator, data_gate, transform]
+    steps += [tuner, trainer, evaluator, pusher]
+    producers = {step.id: step for step in steps}
     report_gen = ReportGen(
-        examples=example_gen.outputs["examples"],
-        category_analysis=example_gen.outputs["category_analysis"],
-        statistics=statistics_gen.outputs["statistics"],
-        anomalies=example_validator.outputs["anomalies"],
-        data_verdict=data_gate.outputs["verdict"],
-        best_hyperparameters=tuner.outputs["best_hyperparameters"],
-        tuner_results=tuner.outputs["tuner_results"],
-        transform_graph=transform.outputs["transform_graph"],
-        model=trainer.outputs["model"],
-        model_run=trainer.outputs["model_run"],
-        evaluation=evaluator.outputs["evaluation"],
-        blessing=evaluator.outputs["blessing"],
-        pushed_model=pusher.outputs["pushed_model"],
+        **{
+            field: producers[source.node].outputs[source.key]
+            for field, source in run_artifacts.REPORT_INPUTS.items()
+        }
     )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

@@ -18,22 +18,37 @@ from pipeline import configs
 REPORT_DIR = "report"
 
 
+def render_latest_run(connection_config, output_dir: str, **extra) -> dict:
+    """The latest run's summary, with `extra` and each step's state, and its report rendered
+    into <output_dir>/report/ (the summary's "report" is index.html's path)."""
+    from reporting import html_report, run_artifacts, summary
+
+    run = run_artifacts.latest_run(connection_config, configs.PIPELINE_NAME)
+    found = {
+        "pipeline": configs.PIPELINE_NAME,
+        **summary.summarize(run.artifacts),
+        "run_id": run.run_id,
+        **extra,
+        "components": run.components,
+    }
+    report_dir = os.path.join(output_dir, REPORT_DIR)
+    found["report"] = html_report.write_report(run.artifacts, found, report_dir)
+    return found
+
+
 def regenerate(output_dir: str) -> str:
     """Renders the latest run's report into <output_dir>/report/; returns index.html's path."""
     from tfx import v1 as tfx
 
-    from reporting import html_report, run_artifacts, summary
+    from reporting.summary import SUMMARY_FILE
 
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         os.path.join(output_dir, "metadata.sqlite")
     )
-    run = run_artifacts.latest_run(connection, configs.PIPELINE_NAME)
-    found = {**summary.summarize(run.artifacts), "run_id": run.run_id}
-    report_dir = os.path.join(output_dir, REPORT_DIR)
-    path = html_report.write_report(run.artifacts, found, report_dir)
-    with open(os.path.join(report_dir, summary.SUMMARY_FILE), "w") as f:
+    found = render_latest_run(connection, output_dir)
+    with open(os.path.join(output_dir, REPORT_DIR, SUMMARY_FILE), "w") as f:
         json.dump(found, f, indent=2)
-    return path
+    return found["report"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,34 +7,22 @@ import os
 
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
-from tfx.types import artifact_utils, channel, standard_artifacts
+from tfx.types import artifact_utils, channel
 from tfx.types.component_spec import ChannelParameter, ComponentSpec
 
-from bookcover import CategoryAnalysis, DataVerdict, RunReport
-from reporting import html_report, summary
+from bookcover import RunReport
+from reporting import html_report, run_artifacts, summary
 from reporting.run_artifacts import RunArtifacts
 
-REPORT_KEY = "report"
-INPUT_TYPES = {
-    "examples": standard_artifacts.Examples,
-    "category_analysis": CategoryAnalysis,
-    "statistics": standard_artifacts.ExampleStatistics,
-    "anomalies": standard_artifacts.ExampleAnomalies,
-    "data_verdict": DataVerdict,
-    "best_hyperparameters": standard_artifacts.HyperParameters,
-    "tuner_results": standard_artifacts.TunerResults,
-    "transform_graph": standard_artifacts.TransformGraph,
-    "model": standard_artifacts.Model,
-    "model_run": standard_artifacts.ModelRun,
-    "evaluation": standard_artifacts.ModelEvaluation,
-    "blessing": standard_artifacts.ModelBlessing,
-    "pushed_model": standard_artifacts.PushedModel,
-}
+REPORT_KEY = run_artifacts.REPORT_KEY
 
 
 class ReportGenSpec(ComponentSpec):
     PARAMETERS = {}
-    INPUTS = {key: ChannelParameter(type=kind) for key, kind in INPUT_TYPES.items()}
+    INPUTS = {
+        field: ChannelParameter(type=run_artifacts.artifact_type(source))
+        for field, source in run_artifacts.REPORT_INPUTS.items()
+    }
     OUTPUTS = {REPORT_KEY: ChannelParameter(type=RunReport)}
 
 
@@ -60,7 +48,7 @@ class ReportGen(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, **inputs: channel.BaseChannel):
-        missing = set(INPUT_TYPES) - set(inputs)
+        missing = set(run_artifacts.REPORT_INPUTS) - set(inputs)
         if missing:
             raise ValueError(f"ReportGen needs the channels {sorted(missing)}")
         super().__init__(spec=ReportGenSpec(**inputs, report=channel.Channel(type=RunReport)))

@@ -15,56 +15,69 @@ STATE_NAMES = {
     metadata_store_pb2.Execution.CANCELED: "canceled",
 }
 
-# RunArtifacts field -> (pipeline node, output key) that produces it.
-PRODUCERS = {
-    "examples": ("CoverExampleGen", "examples"),
-    "category_analysis": ("CoverExampleGen", "category_analysis"),
-    "statistics": ("StatisticsGen", "statistics"),
-    "anomalies": ("ExampleValidator", "anomalies"),
-    "data_verdict": ("DataGate", "verdict"),
-    "best_hyperparameters": ("Tuner", "best_hyperparameters"),
-    "tuner_results": ("Tuner", "tuner_results"),
-    "transform_graph": ("Transform", "transform_graph"),
-    "model": ("Trainer", "model"),
-    "model_run": ("Trainer", "model_run"),
-    "evaluation": ("Evaluator", "evaluation"),
-    "blessing": ("Evaluator", "blessing"),
-    "pushed_model": ("Pusher", "pushed_model"),
+
+@dataclasses.dataclass(frozen=True)
+class ReportInput:
+    """One artifact a report reads: the pipeline node and output key that make it, its type."""
+
+    node: str
+    key: str
+    type_name: str  # an attribute of tfx.types.standard_artifacts, or of bookcover
+
+
+# Every artifact a report reads, by RunArtifacts field. ReportGen's inputs, their
+# wiring in pipeline.create_pipeline and the lookup in ML Metadata all come from here.
+REPORT_INPUTS = {
+    "examples": ReportInput("CoverExampleGen", "examples", "Examples"),
+    "category_analysis": ReportInput("CoverExampleGen", "category_analysis", "CategoryAnalysis"),
+    "statistics": ReportInput("StatisticsGen", "statistics", "ExampleStatistics"),
+    "anomalies": ReportInput("ExampleValidator", "anomalies", "ExampleAnomalies"),
+    "data_verdict": ReportInput("DataGate", "verdict", "DataVerdict"),
+    "best_hyperparameters": ReportInput("Tuner", "best_hyperparameters", "HyperParameters"),
+    "tuner_results": ReportInput("Tuner", "tuner_results", "TunerResults"),
+    "transform_graph": ReportInput("Transform", "transform_graph", "TransformGraph"),
+    "model": ReportInput("Trainer", "model", "Model"),
+    "model_run": ReportInput("Trainer", "model_run", "ModelRun"),
+    "evaluation": ReportInput("Evaluator", "evaluation", "ModelEvaluation"),
+    "blessing": ReportInput("Evaluator", "blessing", "ModelBlessing"),
+    "pushed_model": ReportInput("Pusher", "pushed_model", "PushedModel"),
 }
 REPORT_NODE, REPORT_KEY = "ReportGen", "report"
 
 
-@dataclasses.dataclass
-class RunArtifacts:
-    """URIs of one run's outputs (None where a step made none), and the two verdicts."""
+def artifact_type(report_input: ReportInput) -> type:
+    """The artifact class of a report input: TFX's standard one, or the project's own."""
+    from tfx.types import standard_artifacts
 
-    examples: str | None = None
-    category_analysis: str | None = None
-    statistics: str | None = None
-    anomalies: str | None = None
-    data_verdict: str | None = None
-    best_hyperparameters: str | None = None
-    tuner_results: str | None = None
-    transform_graph: str | None = None
-    model: str | None = None
-    model_run: str | None = None
-    evaluation: str | None = None
-    blessing: str | None = None
-    pushed_model: str | None = None
-    blessed: bool = False
-    pushed_destination: str | None = None
-    report: str | None = None
+    import bookcover
 
+    if report_input.type_name in bookcover.ARTIFACT_TYPES:
+        return getattr(bookcover, report_input.type_name)
+    return getattr(standard_artifacts, report_input.type_name)
+
+
+class _RunArtifactsMethods:
     @classmethod
     def from_artifacts(cls, by_field: dict[str, list]) -> RunArtifacts:
         """From TFX Artifact lists keyed like the fields (the ReportGen executor's inputs)."""
-        found = cls(**{k: v[0].uri for k, v in by_field.items() if v and k in PRODUCERS})
+        found = cls(**{k: v[0].uri for k, v in by_field.items() if v and k in REPORT_INPUTS})
         if by_field.get("blessing"):
             found.blessed = _flag(by_field["blessing"][0], "blessed")
         if by_field.get("pushed_model") and _flag(by_field["pushed_model"][0], "pushed"):
             destination = by_field["pushed_model"][0].get_custom_property("pushed_destination")
             found.pushed_destination = destination or None
         return found
+
+
+# URIs of one run's outputs: one field per REPORT_INPUTS entry (None where a step made
+# none), then whether the model was blessed, where it was pushed, and the report's URI.
+RunArtifacts = dataclasses.make_dataclass(
+    "RunArtifacts",
+    [(field, "str | None", None) for field in REPORT_INPUTS]
+    + [("blessed", bool, False), ("pushed_destination", "str | None", None)]
+    + [("report", "str | None", None)],
+    bases=(_RunArtifactsMethods,),
+)
 
 
 def _flag(artifact, name: str) -> bool:
@@ -88,9 +101,9 @@ def latest_run(connection_config, pipeline_name: str) -> LatestRun:
     store = metadata_store.MetadataStore(connection_config)
     run_id, components, outputs = _latest_run_outputs(store, pipeline_name)
     by_field = {}
-    for field, producer in PRODUCERS.items():
-        if outputs.get(producer):
-            by_field[field] = _deserialize(store, outputs[producer], artifact_utils)
+    for field, source in REPORT_INPUTS.items():
+        if outputs.get((source.node, source.key)):
+            by_field[field] = _deserialize(store, outputs[source.node, source.key], artifact_utils)
     artifacts = RunArtifacts.from_artifacts(by_field)
     if outputs.get((REPORT_NODE, REPORT_KEY)):
         artifacts.report = outputs[(REPORT_NODE, REPORT_KEY)][0].uri

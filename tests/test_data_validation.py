@@ -15,26 +15,12 @@ import pytest
 import local_runner
 from bookcover import constants
 from pipeline import embedded_data
-
-TRAINING = [
-    "--epochs",
-    "1",
-    "--tuner-epochs",
-    "1",
-    "--learning-rates",
-    "1e-3",
-    "--first-filters",
-    "8",
-    "--batch-size",
-    "16",
-    "--accuracy-floor",
-    "0.0",
-]
+from tests.pipeline_runs import TINY_TRAINING
 
 
 def run(csv_path: str, out, *flags: str) -> tuple[dict, int, str]:
     """(run_summary.json, exit status, report page) of one local_runner run."""
-    argv = ["--books-csv", csv_path, "--output-dir", str(out), *TRAINING, *flags]
+    argv = ["--books-csv", csv_path, "--output-dir", str(out), *TINY_TRAINING, *flags]
     try:
         local_runner.main(argv)
         status = 0

@@ -17,20 +17,7 @@ import local_runner
 from pipeline import embedded_data, report
 from reporting import evaluation, html_report
 from tests import browser
-
-COMPONENTS = {
-    "CoverExampleGen",
-    "StatisticsGen",
-    "ImportSchemaGen",
-    "ExampleValidator",
-    "DataGate",
-    "Transform",
-    "Tuner",
-    "Trainer",
-    "Evaluator",
-    "Pusher",
-    "ReportGen",
-}
+from tests.pipeline_runs import STEPS, TINY_TRAINING
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +48,12 @@ def runs(covers_over_http, tmp_path_factory):
         "4",
         "--per-class",
         "16",
-        "--epochs",
+        *TINY_TRAINING,
+        "--epochs",  # two, and a grid of two points: the curves and the trial table
         "2",
-        "--tuner-epochs",
-        "1",
-        "--learning-rates",
-        "1e-3",
         "--first-filters",
         "8",
         "16",
-        "--batch-size",
-        "16",
-        "--accuracy-floor",
-        "0.0",
         "--output-dir",
         str(out),
     ]
@@ -100,8 +80,8 @@ def runs(covers_over_http, tmp_path_factory):
 def test_every_component_executed_once(runs):
     _, first, *_ = runs
     executed = {name for name, c in first["components"].items() if c["status"] == "executed"}
-    assert COMPONENTS <= executed
-    times = {name: first["components"][name]["wall_time_s"] for name in COMPONENTS}
+    assert STEPS <= executed
+    times = {name: first["components"][name]["wall_time_s"] for name in STEPS}
     working = ("CoverExampleGen", "StatisticsGen", "Transform", "Tuner", "Trainer", "Evaluator")
     assert all(times[name] > 0.5 for name in working), times  # the steps that do real work
     assert sum(times.values()) <= first["wall_time_s"]  # steps run one after another
@@ -127,7 +107,7 @@ def test_the_terminal_is_readable(runs):
     for pattern in NOISE:
         assert pattern not in first["terminal"], pattern
     assert "\r" not in first["terminal"] and "\x1b" not in first["terminal"]  # a pipe
-    for name in COMPONENTS:
+    for name in STEPS:
         assert any(line.endswith(f"] {name} ...") for line in lines), name
         assert any(f"] {name}: executed in " in line for line in lines), name
     assert any(line.startswith("CoverExampleGen: covers: 100% 64/64") for line in lines)
@@ -144,7 +124,7 @@ def test_the_terminal_is_readable(runs):
 def test_rerun_executes_nothing_new(runs):
     _, _, second, *_ = runs
     statuses = {name: c["status"] for name, c in second["components"].items()}
-    assert {statuses[name] for name in COMPONENTS} == {"cached"}, statuses
+    assert {statuses[name] for name in STEPS} == {"cached"}, statuses
 
 
 def test_schema_and_statistics_exist(runs):
