@@ -90,8 +90,7 @@ TRAIN_EPOCHS = 90
 # Early stopping on validation accuracy, the metric the best checkpoint is
 # chosen by, for the schedules without a set end (constant, plateau). The
 # cosine schedule runs its whole length: stopping cut its low-rate tail, where
-# most of the gain comes (validation runs stopped before epoch 60 scored
-# 35-37%, those that ran on 38-41%: benchmarks/README.md, "Variants").
+# most of the gain comes (benchmarks/README.md, "Variants").
 TRAIN_STOPPING_METRIC = "val_accuracy"
 TRAIN_PATIENCE = 15
 SHUFFLE_BUFFER = 2048

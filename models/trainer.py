@@ -18,7 +18,7 @@ from tfx.dsl.io import fileio
 
 from bookcover import constants, progress
 from models import export, history, hyperparameters, inputs, model
-from models.tuning import RecordingGridSearch
+from models.tuning import RecordingGridSearch, grid_size
 
 
 def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
@@ -137,20 +137,28 @@ def early_stopping(
     ]
 
 
+def search_space(config: dict) -> keras_tuner.HyperParameters:
+    """The grid and the fixed model options from the custom_config the pipeline gives the
+    Tuner and the Trainer alike."""
+    return model.default_hyperparameters(
+        config.get("learning_rates", hyperparameters.LEARNING_RATES),
+        config.get("first_filters", hyperparameters.FIRST_FILTERS),
+        config.get("model_options"),
+    )
+
+
 # TFX Tuner calls this.
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """A grid search over learning rate x first-layer filters, early-stopped on val loss."""
     config = fn_args.custom_config or {}
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     num_classes = num_classes_of(tf_transform_output)
-    learning_rates = config.get("learning_rates", hyperparameters.LEARNING_RATES)
-    first_filters = config.get("first_filters", hyperparameters.FIRST_FILTERS)
-    hp = model.default_hyperparameters(learning_rates, first_filters, config.get("model_options"))
+    hp = search_space(config)
     tuner = RecordingGridSearch(
         hypermodel=lambda trial_hp: model.build_model(trial_hp, num_classes),
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
         hyperparameters=hp,
-        max_trials=len(learning_rates) * len(first_filters),
+        max_trials=grid_size(hp),
         directory=fn_args.working_dir,
         project_name="cover_grid_search",
         seed=constants.SAMPLE_SEED,
@@ -215,12 +223,7 @@ def hyperparameters_from(fn_args) -> keras_tuner.HyperParameters:
     """The Tuner's best values; without a Tuner, the first value of each choice."""
     if fn_args.hyperparameters:
         return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
-    config = fn_args.custom_config or {}
-    return model.default_hyperparameters(
-        config.get("learning_rates", hyperparameters.LEARNING_RATES),
-        config.get("first_filters", hyperparameters.FIRST_FILTERS),
-        config.get("model_options"),
-    )
+    return search_space(fn_args.custom_config or {})
 
 
 # TFX Trainer calls this.

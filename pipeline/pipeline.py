@@ -66,7 +66,7 @@ def direct_runner_args(num_workers: int = configs.DIRECT_NUM_WORKERS) -> list[st
 
     Unless the arguments name the workers' dependencies, TFX packages a copy of
     its own installation for them (a tfx_ephemeral sdist, built anew for every
-    Beam component: 1.6 s each, left in /tmp) so that remote workers can
+    Beam component, left in /tmp: benchmarks/README.md) so that remote workers can
     import it. The DirectRunner's workers run in this very environment and
     stage nothing, so naming the project's lock file as their requirements is
     true and spares that build.
@@ -201,7 +201,7 @@ def create_pipeline(
     )
     # On the DirectRunner the Evaluator runs in this process: worker processes would each
     # spend their start-up importing TensorFlow and loading the model, for a test split
-    # that one process evaluates in seconds (64 covers: 4.9 s against 20.1 s).
+    # that one process evaluates in seconds (benchmarks/README.md: e2e).
     evaluator.with_beam_pipeline_args(list(constants.DIRECT_IN_PROCESS_ARGS))
     pusher = CoverPusher(
         model=trainer.outputs["model"],
