@@ -148,6 +148,13 @@ def create_pipeline(
     # Validate, then transform: nothing trains on data the gate stopped.
     transform.add_upstream_node(data_gate)
 
+    # The Tuner and the Trainer read the same data and the same search space.
+    training_inputs = {
+        "examples": example_gen.outputs["examples"],
+        "transform_graph": transform.outputs["transform_graph"],
+        "train_args": tfx.proto.TrainArgs(splits=["train"]),
+        "eval_args": tfx.proto.EvalArgs(splits=["eval"]),
+    }
     training_config = {
         "learning_rates": list(learning_rates),
         "first_filters": list(first_filters),
@@ -157,10 +164,7 @@ def create_pipeline(
     }
     tuner = CoverTuner(
         tuner_fn=configs.TUNER_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        **training_inputs,
         custom_config={
             **training_config,
             "epochs": tuner_epochs,
@@ -169,11 +173,8 @@ def create_pipeline(
     ).with_id("Tuner")
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
-        examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
         hyperparameters=tuner.outputs["best_hyperparameters"],
-        train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        **training_inputs,
         custom_config={
             **training_config,
             "epochs": train_epochs,
