@@ -8,13 +8,14 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from bookcover import constants
+from components import previous_blessed_model_strategy
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
 from components.cover_pusher import CoverPusher
 from components.data_gate import DataGate
 from components.grid_tuner import CoverTuner
 from models import hyperparameters
-from pipeline import configs, previous_blessed_model_strategy
+from pipeline import configs
 from reporting import run_artifacts
 from reporting.component import ReportGen
 

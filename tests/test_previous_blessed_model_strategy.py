@@ -2,7 +2,7 @@
 
 from tfx.types import standard_artifacts
 
-from pipeline import previous_blessed_model_strategy as strategy
+from components import previous_blessed_model_strategy as strategy
 
 
 def model(model_id: int):
