@@ -1,4 +1,4 @@
-"""The bottom layer: the pipeline's artifact types, its progress lines and its quiet console.
+"""The bottom layer: shared constants, the cover downloader, artifact types, progress, console.
 
 Kubeflow V2 recovers a custom artifact type in the container by importing its
 TYPE_NAME as a class path, and its compiler accepts only `<module>.<Class>`

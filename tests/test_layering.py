@@ -54,3 +54,19 @@ def test_the_check_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import os\n\n\ndef f():\n    from pipeline import configs\n")
     assert imported_packages(module) == {"pipeline": 5}
+
+
+def test_the_runner_reads_its_defaults_without_importing_tensorflow():
+    """bookcover/constants.py, models/hyperparameters.py and pipeline/configs.py are plain
+    constants: local_runner parses its flags before it sets TensorFlow's environment."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, local_runner; local_runner.parse_args([]); "
+        "print(sorted(m for m in ('tensorflow', 'tfx', 'keras') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
