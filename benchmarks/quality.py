@@ -102,7 +102,6 @@ def main(argv: list[str] | None = None) -> dict:
     args, runner_args = parser.parse_known_args(argv)
 
     import local_runner
-    from reporting import evaluation, html_report
 
     csv_path = os.path.abspath(os.path.join(BOOKCOVERS, "books_data.csv"))
     out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
@@ -122,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         os.kill(pid, 15)
     pipeline_s = time.monotonic() - started
+    # Only now: these import TensorFlow, which must come after the runner's quiet setup.
+    from reporting import evaluation, html_report
 
     (examples_uri,) = glob.glob(os.path.join(out, "pipeline", "CoverExampleGen", "examples", "*"))
     (evaluation_uri,) = glob.glob(os.path.join(out, "pipeline", "Evaluator", "evaluation", "*"))
