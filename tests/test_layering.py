@@ -70,3 +70,15 @@ def test_the_runner_reads_its_defaults_without_importing_tensorflow():
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_every_package_is_installed_and_in_the_pipeline_image():
+    """A package missing here imports in the checkout and fails in an install or on Kubeflow."""
+    import re
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    included = re.search(r"^include = \[(.*)\]$", pyproject, re.M).group(1)
+    dockerfile = (ROOT / "kubeflow" / "Dockerfile").read_text()
+    for package in [*ALLOWED, "kubeflow"]:
+        assert f'"{package}*"' in included, package
+        assert f"COPY {package} ./{package}" in dockerfile, package
