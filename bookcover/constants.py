@@ -1,11 +1,11 @@
 """What ingestion, validation, the model and serving must agree on, defined once.
 
 The lowest module of the project: components/, models/ and everything above
-import their shared constants from here, and it imports nothing (not even
-TensorFlow, so that the runners can read it before setting TensorFlow's
-environment). Constants with one user live with it: the model's
+import their shared constants from here, and it imports nothing but `os` (not
+TensorFlow: the runners read it before they set TensorFlow's environment).
+Constants that belong to one part live with that part: the model's
 hyperparameters in models/hyperparameters.py, the pipeline's own settings in
-pipeline/configs.py.
+pipeline/configs.py, DataGate's drift thresholds in components/data_gate.py.
 """
 
 import os
