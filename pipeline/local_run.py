@@ -111,7 +111,6 @@ def collect_summary(connection, output_dir: str) -> dict:
 
 def stopped_summary(connection, output_dir: str, findings: list[dict]) -> dict:
     """What a run stopped by data validation found; its report shows the data sections."""
-
     return render_latest_run(
         connection,
         output_dir,

@@ -213,9 +213,20 @@ def create_pipeline(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
     ).with_id("Pusher")
+    steps = [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        data_gate,
+        transform,
+        tuner,
+        trainer,
+        model_resolver,
+        evaluator,
+        pusher,
+    ]
     # Each input of the report from the step that makes it (run_artifacts.REPORT_INPUTS).
-    steps = [example_gen, statistics_gen, example_validator, data_gate, transform]
-    steps += [tuner, trainer, evaluator, pusher]
     producers = {step.id: step for step in steps}
     report_gen = ReportGen(
         **{
@@ -226,20 +237,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            data_gate,
-            transform,
-            tuner,
-            trainer,
-            model_resolver,
-            evaluator,
-            pusher,
-            report_gen,
-        ],
+        components=[*steps, report_gen],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,
