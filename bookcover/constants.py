@@ -27,6 +27,17 @@ COVER_FORMAT = "JPEG"
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
+# A GIF is walked block by block before it is decoded (models/preprocessing.gif_frames);
+# an encoder writes 255-byte sub-blocks, so this is about 5 MB of image data, and the
+# walk of the most blocks allowed costs about 2 s of CPU.
+MAX_GIF_BLOCKS = 20_000
+# What one request to the served model may hold. Images are decoded one at a time and
+# go through the model in chunks, so memory does not grow with these (see the README,
+# "What bad input gets"); they bound its work. Beam batches at most 10,000 elements,
+# so the Evaluator's and RunInference's batches always fit; 200 million pixels are
+# 13,000 stored covers, or 5 images at the largest size.
+MAX_REQUEST_IMAGES = 10_000
+MAX_REQUEST_PIXELS = 200_000_000
 
 # --- Raw example features (written by CoverExampleGen) ------------------
 IMAGE_KEY = "image"

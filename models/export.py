@@ -7,10 +7,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from bookcover import constants
-from models import inputs
+from models import inputs, preprocessing
 from models.inputs import raw_feature_spec
 
 TOP_K = 3
+# The signature for batch inference through tfx_bsl (TFX's BulkInferrer).
+BULK_INFERENCE_SIGNATURE = "bulk_inference"
+# Images through the Transform graph and the model at a time, in every signature.
+CHUNK = 64
 
 
 class CoverClassifier(tf.Module):
@@ -18,10 +22,16 @@ class CoverClassifier(tf.Module):
 
     def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
         super().__init__()
-        self.model = model
-        # Every Keras variable, the augmentation layers' seed states included: a
-        # served function that captures one the module cannot reach fails to save.
-        self.model_variables = list(model.variables)
+        # TF Serving's loader (C++ LoadSavedModel, like a TF1 Session) restores only
+        # the tf.Variables the SavedModel's saver knows; a Keras 3 variable is a
+        # wrapper the saver records under another object, and the graph's reads of
+        # the tf.Variable inside it then find nothing ("Could not find variable").
+        # So the module tracks the backing tf.Variables themselves, every one, the
+        # augmentation layers' seed states included (a served function that captures
+        # one the module cannot reach fails to save), and holds the Keras model only
+        # in a closure, untracked.
+        self.model_variables = [variable.value for variable in model.variables]
+        self._model = lambda images: model(images, training=False)
         self.tft_layer = tf_transform_output.transform_features_layer()
         names = inputs.category_names(tf_transform_output)
         self.class_names = tf.Variable(names, trainable=False, name="class_names")
@@ -31,15 +41,38 @@ class CoverClassifier(tf.Module):
         self.model_input_key = model.inputs[0].name
         self.category_spec = raw_feature_spec(tf_transform_output, (constants.CATEGORY_KEY,))
 
-    def _classify(self, encoded_images: tf.Tensor) -> dict:
-        def run() -> dict:
-            shape = [-1, *self.image_spec[constants.IMAGE_KEY].shape]
-            raw = {constants.IMAGE_KEY: tf.reshape(encoded_images, shape)}
+    def _probabilities(self, encoded_images: tf.Tensor) -> tf.Tensor:
+        """[n] image bytes -> [n, classes], CHUNK images at a time: the Transform layer
+        and the model hold one chunk's tensors, whatever the size of the request."""
+        shape = [-1, *self.image_spec[constants.IMAGE_KEY].shape]
+
+        def chunk(start: tf.Tensor, found: tf.TensorArray) -> tuple:
+            raw = {constants.IMAGE_KEY: tf.reshape(encoded_images[start : start + CHUNK], shape)}
             features = self.tft_layer(raw)
-            probabilities = tf.cast(
-                self.model(features[self.model_input_key], training=False), tf.float32
-            )
-            k = min(TOP_K, self.num_classes)
+            probabilities = tf.cast(self._model(features[self.model_input_key]), tf.float32)
+            return start + CHUNK, found.write(start // CHUNK, probabilities)
+
+        found = tf.TensorArray(
+            tf.float32,
+            size=0,
+            dynamic_size=True,
+            infer_shape=False,
+            element_shape=[None, self.num_classes],
+        )
+        _, found = tf.while_loop(
+            lambda start, _: start < tf.size(encoded_images),
+            chunk,
+            [tf.constant(0), found],
+            parallel_iterations=1,
+        )
+        return found.concat()
+
+    def _classify(self, encoded_images: tf.Tensor) -> dict:
+        encoded_images = preprocessing.checked_request(encoded_images)
+        k = min(TOP_K, self.num_classes)
+
+        def run() -> dict:
+            probabilities = self._probabilities(encoded_images)
             top = tf.math.top_k(probabilities, k=k)
             return {
                 "probabilities": probabilities,
@@ -49,7 +82,6 @@ class CoverClassifier(tf.Module):
             }
 
         def empty() -> dict:
-            k = min(TOP_K, self.num_classes)
             return {
                 "probabilities": tf.zeros([0, self.num_classes], tf.float32),
                 "category": tf.zeros([0], tf.string),
@@ -68,6 +100,15 @@ class CoverClassifier(tf.Module):
     def serve_tf_examples(self, examples: tf.Tensor) -> dict:
         raw = tf.io.parse_example(examples, self.image_spec)
         return self._classify(tf.reshape(raw[constants.IMAGE_KEY], [-1]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def bulk_inference(self, examples: tf.Tensor) -> dict:
+        """serving_tf_example's answers with every output of rank 2, as tfx_bsl's
+        RunInference (TFX's BulkInferrer) splits them into one PredictionLog per
+        example: it takes each row's `.dtype`, which a row of a rank-1 string
+        tensor (`category`) has not; `top_categories[:, 0]` is that category."""
+        result = self.serve_tf_examples(examples)
+        return {name: result[name] for name in ("probabilities", "top_categories", "top_scores")}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_features(self, examples: tf.Tensor) -> dict:
@@ -92,6 +133,7 @@ def export_model(
         signatures={
             "serving_default": module.serve_images,
             "serving_tf_example": module.serve_tf_examples,
+            BULK_INFERENCE_SIGNATURE: module.bulk_inference,
             "transform_features": module.transform_features,
         },
     )

@@ -37,6 +37,39 @@ def classify_examples(model_dir: str, example_files: list[str], batch_size: int 
     return covers
 
 
+def local_classifier(model_dir: str):
+    """classify(bytes) -> (top names, top scores) through the model's serving_default."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+
+    def classify(data: bytes) -> tuple[list[str], list[float]]:
+        try:
+            output = serve(images=tf.constant([data]))
+        except tf.errors.InvalidArgumentError as e:
+            raise ValueError(e.message) from None
+        names = [n.decode() for n in output["top_categories"].numpy()[0]]
+        return names, [float(s) for s in output["top_scores"].numpy()[0]]
+
+    return classify
+
+
+def served_classifier(model_url: str):
+    """classify(bytes) through TF Serving's REST API at .../v1/models/<name>."""
+    from models import serving_client
+
+    base_url, _, model_name = model_url.rstrip("/").rpartition("/v1/models/")
+    if not base_url or not model_name or "/" in model_name:
+        raise SystemExit(f"{model_url}: a served model is http(s)://HOST:PORT/v1/models/NAME")
+
+    def classify(data: bytes) -> tuple[list[str], list[float]]:
+        (result,) = serving_client.predict_rest(base_url, model_name, [data])
+        names, scores = zip(*result["top"], strict=True)
+        return list(names), [float(s) for s in scores]
+
+    return classify
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
         prog="python -m models.predict",
@@ -44,33 +77,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "downloader as ingestion (http(s) URLs, file:// URIs or paths).",
     )
     parser.add_argument(
-        "model_dir", help="a pushed model version, e.g. outputs/serving_model/1795646947"
+        "model",
+        help="a pushed model version (outputs/serving_model/1795646947), or a model that "
+        "TF Serving serves (http://localhost:8501/v1/models/bookcover)",
     )
     parser.add_argument("covers", nargs="+", help="image files or URLs")
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
-
     from bookcover import downloader
     from models import serving_client
 
-    serve = tf.saved_model.load(args.model_dir).signatures["serving_default"]
+    served = args.model.startswith(("http://", "https://"))
+    classify = served_classifier(args.model) if served else local_classifier(args.model)
     config = downloader.FetchConfig()
     results = []
     with downloader.make_session(4) as session:
         for source in args.covers:
             try:
-                data = downloader.fetch_url(source, session, config)
-                output = serve(images=tf.constant([data]))
+                names, scores = classify(downloader.fetch_url(source, session, config))
             except downloader.CoverError as e:
                 print(f"{source}: cannot read ({e})", file=sys.stderr)
                 continue
-            except tf.errors.InvalidArgumentError as e:
-                reason = serving_client.error_line(e.message)
+            except ValueError as e:
+                reason = serving_client.error_line(str(e))
                 print(f"{source}: not a usable image ({reason})", file=sys.stderr)
                 continue
-            names = [n.decode() for n in output["top_categories"].numpy()[0]]
-            scores = [float(s) for s in output["top_scores"].numpy()[0]]
             results.append(
                 {
                     "source": source,

@@ -54,10 +54,89 @@ def image_size(data: tf.Tensor) -> tf.Tensor:
     )
 
 
+def gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(frames, pixels of all frames together, whether every frame lies inside the
+    canvas, whether the blocks end within MAX_GIF_BLOCKS) of GIF bytes.
+
+    TensorFlow's GIF decoder reads every frame, whatever `expand_animations` asks for,
+    each as large as its own descriptor says, and sizes its output by the largest
+    frame rather than by the canvas the header declares: a 27 KB file with a 10x10
+    canvas and a 6000x6000 frame decodes to 36 million pixels. So the blocks are
+    walked (extensions and image data are chains of sub-blocks of at most 255 bytes)
+    and every frame descriptor is read, before anything is decoded."""
+    zero, two = tf.constant(0, tf.int64), tf.constant(2, tf.int64)
+    length = tf.cast(tf.strings.length(data), tf.int64)
+    # Padded, so that the 10 bytes read at any position before the end exist.
+    raw = tf.io.decode_raw(data + b"\0" * 16, tf.uint8)
+
+    def read(position: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.slice(raw, [position], [10]), tf.int64)
+
+    def colour_table(packed: tf.Tensor) -> tf.Tensor:  # its size in bytes, if present
+        entries = tf.bitwise.left_shift(two, tf.bitwise.bitwise_and(packed, 7))
+        return tf.where(tf.bitwise.bitwise_and(packed, 0x80) > 0, 3 * entries, zero)
+
+    header = read(tf.constant(6, tf.int64))
+    width, height = header[0] + 256 * header[1], header[2] + 256 * header[3]
+
+    # One block per step, without branches (a while loop's conds cost more than the
+    # arithmetic): a sub-block is a size byte and that many bytes, and size 0 ends
+    # its chain; 0x2C is a frame (left, top, width, height, flags, [colour table],
+    # LZW code size, then sub-blocks); 0x21 an extension (label, then sub-blocks);
+    # anything else (the trailer 0x3B) ends the file, as it ends the decoder.
+    def step(position, in_chain, frames, pixels, inside, done, blocks):
+        block = read(position)
+        size = block[0]
+        is_frame = tf.logical_and(tf.logical_not(in_chain), tf.equal(size, 0x2C))
+        is_extension = tf.logical_and(tf.logical_not(in_chain), tf.equal(size, 0x21))
+        left, top = block[1] + 256 * block[2], block[3] + 256 * block[4]
+        w, h = block[5] + 256 * block[6], block[7] + 256 * block[8]
+        within = tf.logical_and(left + w <= width, top + h <= height)
+        jump = tf.where(
+            in_chain,
+            1 + size,
+            tf.where(is_frame, 11 + colour_table(block[9]), tf.where(is_extension, two, zero)),
+        )
+        return (
+            position + jump,
+            tf.where(in_chain, size > 0, tf.logical_or(is_frame, is_extension)),
+            frames + tf.cast(is_frame, tf.int64),
+            pixels + tf.where(is_frame, w * h, zero),
+            tf.logical_and(inside, tf.logical_or(tf.logical_not(is_frame), within)),
+            tf.equal(jump, 0),
+            blocks + 1,
+        )
+
+    def more(position, in_chain, frames, pixels, inside, done, blocks):
+        going = tf.logical_and(tf.logical_not(done), position < length)
+        return tf.logical_and(going, blocks < constants.MAX_GIF_BLOCKS)
+
+    start = 13 + colour_table(header[4])
+    _, _, frames, pixels, inside, done, blocks = tf.while_loop(
+        more,
+        step,
+        [start, tf.constant(False), zero, zero, tf.constant(True), tf.constant(False), zero],
+        parallel_iterations=1,
+    )
+    return frames, pixels, inside, tf.logical_or(done, blocks < constants.MAX_GIF_BLOCKS)
+
+
 def checked(data: tf.Tensor) -> tf.Tensor:
     """The bytes, once they are known to be an accepted format within the byte and
-    pixel limits; otherwise InvalidArgument saying which limit, before any decoding."""
+    pixel limits (a GIF's pixels: all its frames, each inside its canvas); otherwise
+    InvalidArgument saying which limit, before any decoding."""
     size = image_size(data)
+    is_gif = tf.logical_and(size[0] > 0, tf.equal(tf.strings.substr(data, 0, 4), b"GIF8"))
+    _, gif_pixels, inside, finished = tf.cond(
+        is_gif,
+        lambda: gif_frames(data),
+        lambda: (
+            tf.constant(0, tf.int64),
+            tf.constant(0, tf.int64),
+            tf.constant(True),
+            tf.constant(True),
+        ),
+    )
     checks = [
         tf.debugging.assert_less_equal(
             tf.cast(tf.strings.length(data), tf.int64),
@@ -69,8 +148,10 @@ def checked(data: tf.Tensor) -> tf.Tensor:
             tf.constant(0, tf.int64),
             message=f"not an image in an accepted format ({', '.join(constants.IMAGE_FORMATS)})",
         ),
+        tf.debugging.Assert(inside, ["GIF with a frame outside its canvas"]),
+        tf.debugging.Assert(finished, [f"GIF of over {constants.MAX_GIF_BLOCKS} blocks"]),
         tf.debugging.assert_less_equal(
-            size[0] * size[1],
+            tf.maximum(size[0] * size[1], gif_pixels),
             tf.constant(constants.MAX_IMAGE_PIXELS, tf.int64),
             message=f"image over {constants.MAX_IMAGE_PIXELS} pixels (read from its header)",
         ),
@@ -79,21 +160,59 @@ def checked(data: tf.Tensor) -> tf.Tensor:
         return tf.identity(data)
 
 
-def to_rgb(image: tf.Tensor) -> tf.Tensor:
-    """uint8 [h, w, 1-4] -> float32 RGB [h, w, 3] in [0, 255]: transparency composited on
-    white, grey spread to three channels, as ingestion does (bookcover/downloader.to_rgb)."""
-    pixels = tf.cast(image, tf.float32)
+def checked_request(encoded: tf.Tensor) -> tf.Tensor:
+    """A request's images [n], once there are at most MAX_REQUEST_IMAGES of them holding
+    at most MAX_REQUEST_PIXELS pixels by their headers; otherwise InvalidArgument saying
+    which limit. Each image is still checked on its own as it is decoded (`checked`)."""
+    encoded = tf.reshape(encoded, [-1])
+    # An image over the limit of one image is refused by its own check, with its own
+    # message: here it counts as the most that one image may hold.
+    pixels = tf.map_fn(
+        lambda data: tf.minimum(
+            tf.reduce_prod(tf.maximum(image_size(data), 0)), constants.MAX_IMAGE_PIXELS + 1
+        ),
+        encoded,
+        fn_output_signature=tf.int64,
+    )
+    checks = [
+        tf.debugging.assert_less_equal(
+            tf.size(encoded),
+            constants.MAX_REQUEST_IMAGES,
+            message=f"request of more than {constants.MAX_REQUEST_IMAGES} images",
+        ),
+        tf.debugging.assert_less_equal(
+            tf.reduce_sum(pixels),
+            tf.constant(constants.MAX_REQUEST_PIXELS, tf.int64),
+            message=f"request of more than {constants.MAX_REQUEST_PIXELS} pixels "
+            "(read from their headers)",
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(encoded)
+
+
+def resized_rgb(image: tf.Tensor) -> tf.Tensor:
+    """uint8 [h, w, 1-4] -> float32 RGB [150, 100, 3] in [0, 255]: transparency
+    composited on white, grey spread to three channels, as ingestion does
+    (bookcover/downloader.to_rgb).
+
+    Resized before anything else is done to the pixels, so that a large image costs
+    its decoded uint8 bytes and little more (no float copy at full size). Compositing
+    commutes with the resize: bilinear weights sum to one, so resizing the colour
+    premultiplied by alpha (in uint16, exact) and alpha itself, then compositing,
+    is compositing and then resizing."""
+    size = [constants.IMAGE_HEIGHT, constants.IMAGE_WIDTH]
     channels = tf.shape(image)[-1]
-    colour = tf.cond(
-        channels < 3,
-        lambda: tf.tile(pixels[..., :1], [1, 1, 3]),
-        lambda: pixels[..., :3],
-    )
+    colour = image[..., : tf.where(channels < 3, 1, 3)]
     with_alpha = tf.logical_or(tf.equal(channels, 2), tf.equal(channels, 4))
-    alpha = tf.cond(
-        with_alpha, lambda: pixels[..., -1:] / 255.0, lambda: tf.ones_like(pixels[..., :1])
-    )
-    return colour * alpha + 255.0 * (1.0 - alpha)
+
+    def composited():
+        alpha = tf.cast(image[..., -1:], tf.uint16)
+        premultiplied = tf.image.resize(tf.cast(colour, tf.uint16) * alpha, size)
+        return premultiplied / 255.0 + 255.0 - tf.image.resize(alpha, size)
+
+    rgb = tf.cond(with_alpha, composited, lambda: tf.image.resize(colour, size))
+    return tf.cond(tf.equal(tf.shape(rgb)[-1], 1), lambda: tf.tile(rgb, [1, 1, 3]), lambda: rgb)
 
 
 def decode_covers(encoded: tf.Tensor) -> tf.Tensor:
@@ -101,13 +220,13 @@ def decode_covers(encoded: tf.Tensor) -> tf.Tensor:
 
     Lives in the Transform graph, so serving (any size, PNG, grayscale) and
     training decode and resize through the very same ops. Every image's format,
-    bytes and pixels are checked before it is decoded (`checked`).
+    bytes and pixels are checked before it is decoded (`checked`), and images are
+    decoded one at a time, so a batch holds at most one decoded image at full size.
     """
 
     def decode_one(data: tf.Tensor) -> tf.Tensor:
         image = tf.io.decode_image(checked(data), channels=0, expand_animations=False)
-        image = tf.image.resize(to_rgb(image), [constants.IMAGE_HEIGHT, constants.IMAGE_WIDTH])
-        return image / 255.0
+        return resized_rgb(image) / 255.0
 
     return tf.map_fn(
         decode_one,
@@ -115,6 +234,7 @@ def decode_covers(encoded: tf.Tensor) -> tf.Tensor:
         fn_output_signature=tf.TensorSpec(
             [constants.IMAGE_HEIGHT, constants.IMAGE_WIDTH, constants.IMAGE_CHANNELS], tf.float32
         ),
+        parallel_iterations=1,
     )
 
 

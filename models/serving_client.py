@@ -1,4 +1,4 @@
-"""TF Serving REST client helpers for the cover classifier (DT_STRING image input)."""
+"""TF Serving clients for the cover classifier (DT_STRING image input): REST and gRPC."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import requests
 
 SIGNATURE = "serving_default"
+INPUT = "images"
 
 
 def predict_request(images: Sequence[bytes], signature_name: str = SIGNATURE) -> dict:
@@ -24,16 +25,15 @@ def parse_predictions(response: dict) -> list[dict]:
     """Per image: category, top-3 (name, score) pairs and all probabilities."""
     if "error" in response:
         raise ValueError(f"TF Serving error: {response['error']}")
-    results = []
-    for row in response["predictions"]:
-        results.append(
-            {
-                "category": row["category"],
-                "top": list(zip(row["top_categories"], row["top_scores"], strict=True)),
-                "probabilities": row["probabilities"],
-            }
-        )
-    return results
+    return [_result(row) for row in response["predictions"]]
+
+
+def _result(row: dict) -> dict:
+    return {
+        "category": row["category"],
+        "top": list(zip(row["top_categories"], row["top_scores"], strict=True)),
+        "probabilities": row["probabilities"],
+    }
 
 
 def predict_rest(
@@ -51,14 +51,63 @@ def predict_rest(
     return parse_predictions(body)
 
 
+def predict_grpc(
+    target: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
+) -> list[dict]:
+    """PredictionService.Predict at `target` (host:port); the same results as predict_rest."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = SIGNATURE
+    request.inputs[INPUT].CopyFrom(
+        tf.make_tensor_proto(list(images), dtype=tf.string, shape=[len(images)])
+    )
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            response = stub.Predict(request, timeout=timeout_s)
+        except grpc.RpcError as e:
+            raise ValueError(f"TF Serving answered {e.code().name}: {e.details()}") from None
+    outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+    return [
+        _result(
+            {
+                "category": outputs["category"][i].decode(),
+                "top_categories": [name.decode() for name in outputs["top_categories"][i]],
+                "top_scores": outputs["top_scores"][i].tolist(),
+                "probabilities": outputs["probabilities"][i].tolist(),
+            }
+        )
+        for i in range(len(images))
+    ]
+
+
 def error_line(message: str) -> str:
     """The reason in a TensorFlow or TF Serving error, as one line: the served graph's
-    own check message ("image over 40000000 pixels ...") when there is one."""
+    own check message ("image over 40000000 pixels ...") when there is one, else the
+    first line that is not TensorFlow's framing ("Graph execution error:", "Detected
+    at node ...", its stack traces), without the op's {{...}} prefix."""
     found = re.search(r"assertion failed: \[([^\]]*)\]", message)
     if found:
         return found.group(1)
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "unknown error"
+    for line in message.strip().splitlines():
+        line = re.sub(r"^TF Serving answered [^:]*: ", "", line.strip())
+        line = re.sub(r"^.*?\{\{function_node [^}]*\}\}\s*", "", line)
+        if line and not line.startswith(_FRAMING):
+            return line
+    return "unknown error"
+
+
+_FRAMING = (
+    "Graph execution error",
+    "Detected at node",
+    "in user code",
+    "File ",
+    "<stack traces unavailable>",
+)
 
 
 def predict_each(

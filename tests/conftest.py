@@ -1,4 +1,4 @@
-"""Shared fixtures: the misbehaving cover server."""
+"""Shared fixtures: the misbehaving cover server, a small exported cover model."""
 
 import pytest
 
@@ -10,3 +10,15 @@ def server():
     s = cover_server.CoverServer()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """(keras model, transform output, export dir, the export loaded by TF2's loader)."""
+    import tensorflow as tf
+
+    from tests import tiny_model
+
+    out = str(tmp_path_factory.mktemp("serving"))
+    cnn, output, export_dir = tiny_model.train_and_export(out)
+    return cnn, output, export_dir, tf.saved_model.load(export_dir)

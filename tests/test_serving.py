@@ -1,36 +1,86 @@
-"""The exported SavedModel's serving contract, in process (and against TF Serving if present)."""
+"""The exported SavedModel's serving contract, in process: every signature through every
+loader its consumers use, the outputs, the refusals and the memory bounds.
+(tests/test_model_server.py: the same model behind TF Serving's REST and gRPC APIs.)"""
 
-import base64
-import http.server
 import json
-import os
 import resource
-import shutil
-import socket
 import subprocess
-import threading
-import time
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from bookcover import constants
-from models import inputs, predict, serving_client
+from models import export, inputs, predict, serving_client
 from tests import cover_server as cs
-from tests import images, tiny_model
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("serving"))
-    cnn, output, export_dir = tiny_model.train_and_export(out)
-    loaded = tf.saved_model.load(export_dir)
-    return cnn, output, export_dir, loaded
+from tests import images, saved_model_loaders, serving_memory, tiny_model
 
 
 def serve(loaded, data):
     return loaded.signatures["serving_default"](images=tf.constant(data, dtype=tf.string))
+
+
+def example(image: bytes | None = None, category: str | None = None) -> bytes:
+    feature = {}
+    if image is not None:
+        feature[constants.IMAGE_KEY] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[image])
+        )
+    if category is not None:
+        feature[constants.CATEGORY_KEY] = tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[category.encode()])
+        )
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+COVERS = [
+    images.jpeg(size=(146, 220), color=(220, 30, 30)),
+    images.png(size=(300, 450), color=(30, 30, 220, 255)),
+    images.encode(Image.new("RGB", (120, 180), (40, 200, 40)), "GIF"),
+    images.encode(Image.new("RGB", (120, 180), (90, 10, 160)), "BMP"),
+]
+SIGNATURE_INPUTS = {
+    "serving_default": {"images": COVERS},
+    "serving_tf_example": {"examples": [example(c) for c in COVERS]},
+    export.BULK_INFERENCE_SIGNATURE: {"examples": [example(c) for c in COVERS]},
+    "transform_features": {"examples": [example(category=c) for c in tiny_model.CATEGORIES]},
+}
+
+
+def test_the_model_has_the_signatures_its_consumers_call(exported):
+    _, _, _, loaded = exported
+    assert set(loaded.signatures) == set(SIGNATURE_INPUTS)
+
+
+@pytest.mark.parametrize("signature", sorted(SIGNATURE_INPUTS))
+def test_every_loader_gives_the_same_outputs(exported, signature, tmp_path):
+    """TF2's loader, a TF1 Session (TF Serving's C++ loader restores variables through
+    the saver and runs tensors by name, as it does) and saved_model_cli agree."""
+    _, _, export_dir, _ = exported
+    feeds = {
+        name: np.array(values, dtype=object) for name, values in SIGNATURE_INPUTS[signature].items()
+    }
+    tf2 = saved_model_loaders.run_tf2(export_dir, signature, feeds)
+    tf1 = saved_model_loaders.run_tf1(export_dir, signature, feeds)
+    cli = saved_model_loaders.run_cli(export_dir, signature, feeds, str(tmp_path))
+    saved_model_loaders.assert_same_outputs(tf2, tf1)
+    saved_model_loaders.assert_same_outputs(tf2, cli)
+    if signature != "transform_features":  # a trained model tells the covers apart
+        assert len({tuple(p) for p in np.round(tf2["probabilities"], 4)}) > 1
+
+
+def test_bulk_inference_is_serving_tf_example_with_outputs_of_rank_two(exported):
+    _, _, _, loaded = exported
+    examples = tf.constant(SIGNATURE_INPUTS["serving_tf_example"]["examples"])
+    full = loaded.signatures["serving_tf_example"](examples=examples)
+    bulk = loaded.signatures[export.BULK_INFERENCE_SIGNATURE](examples=examples)
+    assert sorted(bulk) == ["probabilities", "top_categories", "top_scores"]
+    assert all(len(tensor.shape) == 2 for tensor in bulk.values())
+    for name, tensor in bulk.items():
+        np.testing.assert_array_equal(tensor.numpy(), full[name].numpy())
+    np.testing.assert_array_equal(bulk["top_categories"].numpy()[:, 0], full["category"].numpy())
 
 
 def test_serving_default_classifies_jpeg_and_png_of_any_size(exported):
@@ -109,58 +159,39 @@ def test_images_over_the_byte_limit_are_refused(exported):
         serve(loaded, [padded])
 
 
+def test_every_worst_case_is_refused_or_served_within_the_memory_bound(exported):
+    """Each accepted format at its largest, each way a file can make its decoder
+    allocate more than its header says, and the largest requests, served by TF2's
+    loader in a process of its own: each refused with its own message, or served,
+    and none takes more than LIMIT_MB above the loaded model."""
+    _, _, export_dir, _ = exported
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.serving_memory", export_dir],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = [json.loads(line) for line in done.stdout.splitlines()]
+    assert_worst_cases(outcomes)
+
+
+def assert_worst_cases(outcomes: list[dict]) -> None:
+    assert [o["case"] for o in outcomes] == [c[0] for c in serving_memory.worst_cases()]
+    for outcome in outcomes:
+        if outcome["expected"] is None:
+            assert outcome.get("served", 0) >= 1, outcome
+        else:
+            assert outcome["expected"] in outcome.get("refused", ""), outcome
+        assert outcome["grown_mb"] < serving_memory.LIMIT_MB, outcome
+
+
 def test_empty_batch_returns_empty_outputs(exported):
     _, _, _, loaded = exported
     result = serve(loaded, [])
     assert result["probabilities"].shape == (0, 3)
     assert result["category"].shape == (0,)
     assert result["top_categories"].shape == (0, 3)
-
-
-def decode_like_tf_serving(body: dict, signature) -> dict:
-    """TF Serving's REST row format: one named input, so each instance is its value, and a
-    {"b64": ...} object is binary data."""
-    (input_name,) = signature.structured_input_signature[1]
-    values = []
-    for instance in body["instances"]:
-        assert isinstance(instance, dict) and set(instance) == {"b64"}
-        values.append(base64.b64decode(instance["b64"]))
-    return {input_name: tf.constant(values, dtype=tf.string)}
-
-
-def encode_like_tf_serving(outputs: dict) -> dict:
-    """Row format answer: one object per instance; UTF-8 strings stay strings."""
-    n = next(iter(outputs.values())).shape[0]
-    rows = []
-    for i in range(n):
-        row = {}
-        for name, tensor in outputs.items():
-            value = tensor.numpy()[i]
-            row[name] = (
-                value.decode()
-                if isinstance(value, bytes)
-                else np.vectorize(lambda v: v.decode() if isinstance(v, bytes) else v)(
-                    value
-                ).tolist()
-            )
-        rows.append(row)
-    return {"predictions": rows}
-
-
-def test_rest_body_round_trips_as_tf_serving_decodes_it(exported):
-    _, _, _, loaded = exported
-    covers = [images.jpeg(color=(220, 30, 30)), images.png(color=(30, 200, 30, 255))]
-    body = serving_client.predict_request(covers)
-    assert body["signature_name"] == "serving_default"
-    signature = loaded.signatures[body["signature_name"]]
-    outputs = signature(**decode_like_tf_serving(body, signature))
-    parsed = serving_client.parse_predictions(encode_like_tf_serving(outputs))
-    direct = serve(loaded, covers)
-    assert [p["category"] for p in parsed] == [c.decode() for c in direct["category"].numpy()]
-    np.testing.assert_allclose(
-        [p["probabilities"] for p in parsed], direct["probabilities"].numpy(), rtol=1e-6
-    )
-    assert len(parsed[0]["top"]) == 3
 
 
 def test_predict_command_reads_files_and_urls(exported, tmp_path, capsys):
@@ -181,100 +212,6 @@ def test_predict_command_reads_files_and_urls(exported, tmp_path, capsys):
     assert "top 3:" in captured.out
     assert "junk.jpg: not a usable image (not an image in an accepted format" in captured.err
     assert all(len(line) < 300 for line in captured.err.splitlines())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(
-    shutil.which("tensorflow_model_server") is None,
-    reason="tensorflow_model_server is not on PATH (no TF Serving binary here)",
-)
-def test_tensorflow_model_server_serves_the_model_over_rest(exported):
-    _, _, export_dir, loaded = exported
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "tensorflow_model_server",
-            f"--rest_api_port={port}",
-            "--port=0",
-            "--model_name=cover",
-            f"--model_base_path={os.path.dirname(export_dir)}",
-        ]
-    )
-    try:
-        url, covers = f"http://127.0.0.1:{port}", [images.jpeg(color=(220, 30, 30))]
-        for _ in range(100):
-            try:
-                predictions = serving_client.predict_rest(url, "cover", covers)
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.3)
-        else:
-            pytest.fail("tensorflow_model_server did not answer")
-        direct = serve(loaded, covers)
-        np.testing.assert_allclose(
-            predictions[0]["probabilities"], direct["probabilities"].numpy()[0], rtol=1e-5
-        )
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-class RestLikeTfServing:
-    """The real SavedModel behind TF Serving's REST predict API on 127.0.0.1: the row
-    format in and out, and a 400 with {"error": ...} when the graph refuses a batch."""
-
-    def __init__(self, loaded):
-        signature = loaded.signatures["serving_default"]
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                try:
-                    status, answer = (
-                        200,
-                        encode_like_tf_serving(
-                            signature(**decode_like_tf_serving(body, signature))
-                        ),
-                    )
-                except tf.errors.InvalidArgumentError as e:
-                    status, answer = 400, {"error": e.message}
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def test_rest_client_reports_each_bad_image_in_one_line_and_classifies_the_rest(exported, capsys):
-    _, _, _, loaded = exported
-    server = RestLikeTfServing(loaded)
-    batch = [images.jpeg(), images.bomb_png(20000), b"junk", images.png()]
-    try:
-        results = serving_client.predict_each(server.url, "bookcover", batch)
-    finally:
-        server.close()
-    assert [("error" in r) for r in results] == [False, True, True, False]
-    assert results[1]["error"].startswith("image over 40000000 pixels")
-    assert results[2]["error"].startswith("not an image in an accepted format")
-    assert results[0]["category"] in tiny_model.CATEGORIES
-    err = capsys.readouterr().err.splitlines()
-    assert err == [f"image 1: {results[1]['error']}", f"image 2: {results[2]['error']}"]
 
 
 def test_transform_features_gives_labels_from_the_category_alone(exported):

@@ -4,20 +4,26 @@ An autotuned tf.data iterator makes its destruction wait for the autotuning
 thread's next wake-up (up to a minute), and Keras destroys iterators at every
 epoch boundary; MirroredStrategy's MultiDeviceIterator autotunes its per-device
 datasets whatever the source says. These tests pin the choices that avoid both
-without timing anything.
+without timing anything; and a mirrored run's outputs serve their real consumers:
+TF Serving's loader path and TensorBoard.
 """
 
 import json
 import os
+import socket
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import requests
 import tensorflow as tf
 from tfx import v1 as tfx
 
 from models import inputs, model, trainer
-from tests import run_fn_job, tiny_model
+from tests import images as test_images
+from tests import run_fn_job, saved_model_loaders, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +74,16 @@ def test_a_last_batch_too_small_to_share_is_dropped(data):
     assert sizes == [15]
 
 
-def test_run_fn_mirrors_over_two_logical_devices(data, tmp_path):
+@pytest.fixture(scope="module")
+def mirrored_run(data, tmp_path_factory):
+    """A real run_fn over two logical devices: (its output dir, its stderr)."""
     root, records, _ = data
+    out = tmp_path_factory.mktemp("mirrored")
     job = run_fn_job.describe(
         [records],
         [records],
         str(root / "graph"),
-        str(tmp_path),
+        str(out),
         epochs=2,
         batch_size=4,
         learning_rates=[1e-3],
@@ -82,13 +91,70 @@ def test_run_fn_mirrors_over_two_logical_devices(data, tmp_path):
         mixed_precision="float32",
     )
     done = subprocess.run(
-        run_fn_job.command(job, str(tmp_path / "job.json"), logical_cpus=2),
+        run_fn_job.command(job, str(out / "job.json"), logical_cpus=2),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "training on 2 replica(s), global batch 8" in done.stderr
-    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    return out, done.stderr
+
+
+def test_run_fn_mirrors_over_two_logical_devices(mirrored_run):
+    out, stderr = mirrored_run
+    assert "training on 2 replica(s), global batch 8" in stderr
+    history = json.loads((out / "run" / "history.json").read_text())
     assert len(history["loss"]) == len(history["epoch_seconds"]) == 2
-    assert os.path.exists(tmp_path / "serving" / "saved_model.pb")
+    assert os.path.exists(out / "serving" / "saved_model.pb")
+
+
+def test_a_mirrored_export_runs_in_tf_servings_loader(mirrored_run):
+    """Variables created under MirroredStrategy restore in a TF1 Session too."""
+    out, _ = mirrored_run
+    covers = np.array([test_images.jpeg(), test_images.png()], dtype=object)
+    served = saved_model_loaders.run_tf1(
+        str(out / "serving"), "serving_default", {"images": covers}
+    )
+    direct = saved_model_loaders.run_tf2(
+        str(out / "serving"), "serving_default", {"images": covers}
+    )
+    saved_model_loaders.assert_same_outputs(served, direct)
+
+
+def test_tensorboard_serves_the_trainers_curves(mirrored_run):
+    """`tensorboard --logdir <run dir>/tensorboard` starts and serves the epoch curves."""
+    out, _ = mirrored_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tensorboard = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    process = subprocess.Popen(
+        [
+            tensorboard,
+            "--logdir",
+            str(out / "run" / "tensorboard"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline, tags = time.monotonic() + 120, {}
+        while not any("epoch_accuracy" in run_tags for run_tags in tags.values()):
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, f"no epoch_accuracy in {tags}"
+            time.sleep(0.5)
+            try:
+                url = f"http://127.0.0.1:{port}/data/plugin/scalars/tags"
+                tags = requests.get(url, timeout=5).json()
+            except (requests.ConnectionError, ValueError):
+                pass
+        assert {"train", "validation"} <= set(tags)
+        assert "epoch_accuracy" in tags["validation"] and "epoch_loss" in tags["train"]
+    finally:
+        process.terminate()
+        process.wait(10)
