@@ -1,14 +1,14 @@
 """Executes a compiled KFP v2 pipeline's container steps on this machine, as KFP's launcher would.
 
 No cluster is needed: each step runs as a subprocess with the exact command and
-arguments the compiled JSON gives its container (TFX's kubeflow_v2_run_executor,
+arguments the compiled pipeline gives its container (TFX's kubeflow_v2_run_executor,
 and for ExampleGens the file-based driver first), fed an ExecutorInput built
 from the pipeline's IR with local artifact URIs. What this proves: the class
 paths, serialized configs, artifact types, driver and parameters in the
 compiled file are what the image will run. What it does not: the image build,
 the cluster, its storage, Dataflow.
 
-    python -m kubeflow.local_launcher --pipeline bookcover.json --root /tmp/kfp-run
+    python -m kubeflow.local_launcher --pipeline bookcover_pipeline.yaml --root /tmp/kfp-run
 """
 
 from __future__ import annotations
@@ -46,13 +46,24 @@ def task_order(spec: dict) -> list[str]:
     return ordered
 
 
+def load_pipeline(path: str) -> tuple[dict, dict]:
+    """(PipelineSpec, runtime config) of a compiled pipeline: a KFP package (.yaml/.yml,
+    a bare PipelineSpec, read as KFP's client reads it) or a Vertex AI PipelineJob (.json)."""
+    with open(path) as f:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            spec = yaml.safe_load(f)
+            return spec, {"gcsOutputDirectory": spec.get("defaultPipelineRoot", "")}
+        job = json.load(f)
+    return job["pipelineSpec"], job.get("runtimeConfig", {})
+
+
 class LocalLauncher:
     """Runs the compiled steps in order, passing each step's output artifacts downstream."""
 
-    def __init__(self, job_path: str, root: str, python: str = sys.executable):
-        with open(job_path) as f:
-            self.job = json.load(f)
-        self.spec = self.job["pipelineSpec"]
+    def __init__(self, pipeline_path: str, root: str, python: str = sys.executable):
+        self.spec, self.runtime = load_pipeline(pipeline_path)
         self.root = root.rstrip("/")
         self.python = python
         # task name -> output key -> RuntimeArtifact dicts, as each executor reported them
@@ -115,7 +126,7 @@ class LocalLauncher:
             (kind,) = constant
             return int(constant[kind]) if kind == "intValue" else constant[kind]
         if "componentInputParameter" in source:
-            runtime = self.job.get("runtimeConfig", {})
+            runtime = self.runtime
             values = {**runtime.get("parameters", {}), **runtime.get("parameterValues", {})}
             value = values[source["componentInputParameter"]]
             if isinstance(value, dict):  # the legacy {"stringValue": ...} form
@@ -201,7 +212,9 @@ def _kfp_value(value) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline", required=True, help="the compiled pipeline JSON")
+    parser.add_argument(
+        "--pipeline", required=True, help="the compiled pipeline (.yaml package or .json job)"
+    )
     parser.add_argument("--root", required=True, help="where the steps' artifacts go")
     parser.add_argument("--steps", nargs="*", help="only these steps (default: all)")
     args = parser.parse_args(argv)

@@ -3,6 +3,13 @@
 Everything cluster-specific comes from a JSON config (see config.example.json):
 the image, the pipeline root, where books_data.csv is, Beam's pipeline args
 (DataflowRunner, a Flink PortableRunner, ...), and CPU, memory and GPU per step.
+
+Two outputs, one per client:
+- `--output pipeline.yaml`: the KFP package, a PipelineSpec YAML with the pipeline
+  root as its default, which open-source KFP 2's `kfp.Client().
+  create_run_from_pipeline_package(...)` submits (it takes no other name);
+- `--vertex-job job.json`: a Vertex AI PipelineJob (display name, labels, the spec,
+  the runtime config), for Vertex AI Pipelines' own client; KFP's cannot parse it.
 """
 
 from __future__ import annotations
@@ -20,11 +27,28 @@ DEFAULT_RESOURCES = "default"
 IMAGE_SCHEMA_FILE = "/pipeline/schema/schema.pbtxt"
 
 
+# The names kfp.Client().create_run_from_pipeline_package reads as a bare PipelineSpec.
+KFP_PACKAGE_SUFFIXES = (".yaml", ".yml")
+VERTEX_JOB_SUFFIX = ".json"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="cluster config JSON (config.example.json)")
-    p.add_argument("--output", required=True, help="pipeline definition file to write (.json)")
-    return p.parse_args(argv)
+    output = p.add_mutually_exclusive_group(required=True)
+    output.add_argument(
+        "--output", help="the KFP package to write, for open-source KFP 2 (.yaml or .yml)"
+    )
+    output.add_argument("--vertex-job", help="a Vertex AI PipelineJob to write instead (.json)")
+    args = p.parse_args(argv)
+    if args.output and not args.output.endswith(KFP_PACKAGE_SUFFIXES):
+        p.error(
+            f"--output {args.output}: a KFP package ends in .yaml or .yml, the names KFP's "
+            "client takes (a Vertex AI PipelineJob is --vertex-job FILE.json)"
+        )
+    if args.vertex_job and not args.vertex_job.endswith(VERTEX_JOB_SUFFIX):
+        p.error(f"--vertex-job {args.vertex_job}: a Vertex AI PipelineJob is a .json file")
+    return args
 
 
 def resource_spec(values: dict):
@@ -92,17 +116,42 @@ def build(config: dict):
     return bookcover
 
 
-def compile_pipeline(config: dict, output: str) -> str:
+def compile_job(config: dict) -> dict:
+    """The compiled pipeline as a Vertex AI PipelineJob dict (pipelineSpec, runtimeConfig)."""
     from tfx import v1 as tfx
 
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=config["image"]
         ),
-        output_dir=os.path.dirname(os.path.abspath(output)),
-        output_filename=os.path.basename(output),
     )
-    runner.run(build(config))
+    return runner.run(build(config), write_out=False)
+
+
+def kfp_package(job: dict) -> dict:
+    """The PipelineSpec that KFP's client submits: the job's spec, with the job's
+    pipeline root as its default (TFX's own YAML writer drops the runtime config and
+    with it the root)."""
+    if job["runtimeConfig"].get("parameterValues") or job["runtimeConfig"].get("parameters"):
+        raise ValueError("runtime parameters have no place in a KFP package's spec")
+    return {
+        **job["pipelineSpec"],
+        "defaultPipelineRoot": job["runtimeConfig"]["gcsOutputDirectory"],
+    }
+
+
+def write_kfp_package(job: dict, output: str) -> str:
+    import yaml
+
+    with open(output, "w") as f:
+        f.write("# The bookcover pipeline for Kubeflow Pipelines 2 (python -m kubeflow.runner).\n")
+        yaml.safe_dump(kfp_package(job), f, sort_keys=True)
+    return output
+
+
+def write_vertex_job(job: dict, output: str) -> str:
+    with open(output, "w") as f:
+        json.dump(job, f, sort_keys=True)
     return output
 
 
@@ -110,7 +159,10 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     with open(args.config) as f:
         config = json.load(f)
-    return compile_pipeline(config, args.output)
+    job = compile_job(config)
+    if args.vertex_job:
+        return write_vertex_job(job, args.vertex_job)
+    return write_kfp_package(job, args.output)
 
 
 if __name__ == "__main__":

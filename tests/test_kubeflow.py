@@ -1,9 +1,11 @@
-"""The Kubeflow V2 compile: parsed with KFP's pipeline-spec protobufs, not string matching."""
+"""The Kubeflow V2 compile: read by KFP's own client code and its pipeline-spec protobufs,
+not string matching."""
 
 import json
 
 import pytest
 from google.protobuf import json_format
+from kfp.client import client as kfp_client
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.dsl.components.base import base_beam_component
 
@@ -35,18 +37,49 @@ def compiled(tmp_path_factory):
     }
     config_path = out / "cluster.json"
     config_path.write_text(json.dumps(config))
-    output = runner.main(["--config", str(config_path), "--output", str(out / "bookcover.json")])
-    with open(output) as f:
-        job = json.load(f)
-    spec = json_format.ParseDict(
-        job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True
-    )
+    # The README's command; the package read as create_run_from_pipeline_package reads it.
+    output = runner.main(["--config", str(config_path), "--output", str(out / "bookcover.yaml")])
+    spec = kfp_client._extract_pipeline_yaml(output).pipeline_spec
     deployment = json_format.ParseDict(
         json_format.MessageToDict(spec.deployment_spec),
         pipeline_spec_pb2.PipelineDeploymentConfig(),
         ignore_unknown_fields=True,
     )
     return spec, deployment, runner.build(config)
+
+
+def test_the_kfp_package_carries_the_pipeline_root(compiled):
+    spec, _, _ = compiled
+    assert spec.default_pipeline_root == "gs://bucket/bookcover"
+
+
+def test_the_vertex_job_holds_the_same_spec_and_root(compiled, tmp_path):
+    spec, _, _ = compiled
+    config = tmp_path / "cluster.json"
+    config.write_text(
+        json.dumps(
+            {"image": IMAGE, "pipeline_root": "gs://b/r", "books_csv": "gs://b/d/books_data.csv"}
+        )
+    )
+    path = runner.main(["--config", str(config), "--vertex-job", str(tmp_path / "job.json")])
+    with open(path) as f:
+        job = json.load(f)
+    assert {"displayName", "pipelineSpec", "runtimeConfig"} <= set(job)
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://b/r"
+    assert set(job["pipelineSpec"]["root"]["dag"]["tasks"]) == set(spec.root.dag.tasks)
+    with pytest.raises(ValueError, match="should end with one of"):  # what KFP's client says
+        kfp_client._extract_pipeline_yaml(path)
+
+
+@pytest.mark.parametrize(
+    "flag, name", [("--output", "p.json"), ("--output", "p.tar"), ("--vertex-job", "p.yaml")]
+)
+def test_an_output_no_client_takes_is_refused_in_one_line(flag, name, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        runner.parse_args(["--config", "c.json", flag, str(tmp_path / name)])
+    assert e.value.code == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert name in line and (".yaml" in line or ".json" in line)
 
 
 def container_of(spec, deployment, task_name):

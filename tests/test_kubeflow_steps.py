@@ -1,13 +1,15 @@
 """The compiled Kubeflow pipeline's own steps, executed here the way KFP's launcher runs them.
 
 Each step runs as a subprocess with the container command and arguments from
-the compiled JSON (kubeflow/local_launcher.py), on generated covers, one epoch.
+the compiled KFP package, the YAML the README's command writes
+(kubeflow/local_launcher.py), on generated covers, one epoch.
 """
 
 import json
 import os
 
 import pytest
+from kfp.client import client as kfp_client
 from tfx.dsl.io import fileio
 
 from bookcover import constants
@@ -39,7 +41,7 @@ def executed(tmp_path_factory):
     }
     config_path = base / "cluster.json"
     config_path.write_text(json.dumps(config))
-    job = runner.main(["--config", str(config_path), "--output", str(base / "bookcover.json")])
+    job = runner.main(["--config", str(config_path), "--output", str(base / "bookcover.yaml")])
     launcher = local_launcher.LocalLauncher(job, root)
     results = launcher.run()
     return launcher, results, root, job
@@ -60,6 +62,15 @@ def test_every_container_step_ran_and_reported_its_declared_outputs(executed):
         for key in declared:
             assert fileio.exists(artifact(launcher, step, key)["uri"]), (step, key)
         assert os.path.exists(os.path.join(root, step, local_launcher.EXECUTOR_OUTPUT))
+
+
+def test_kfps_client_reads_the_package_the_launcher_ran(executed):
+    """The package, parsed as kfp.Client().create_run_from_pipeline_package parses it, is
+    the DAG the launcher ran, with the config's pipeline root."""
+    launcher, _, root, package = executed
+    spec = kfp_client._extract_pipeline_yaml(package).pipeline_spec
+    assert set(spec.root.dag.tasks) == set(launcher.spec["root"]["dag"]["tasks"])
+    assert spec.default_pipeline_root == root == launcher.runtime["gcsOutputDirectory"]
 
 
 def test_example_gen_driver_fingerprints_the_csv_and_the_executor_splits(executed):
