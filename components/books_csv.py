@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import collections
 import csv
 import dataclasses
@@ -14,13 +13,15 @@ from collections.abc import Iterable, Sequence
 
 from tfx.dsl.io import fileio
 
+from components import list_literal
+
 TITLE_COLUMN = "Title"
 AUTHORS_COLUMN = "authors"
 IMAGE_COLUMN = "image"
 CATEGORIES_COLUMN = "categories"
 REQUIRED_COLUMNS = (TITLE_COLUMN, IMAGE_COLUMN, CATEGORIES_COLUMN)
-# A list field nested deeper than this is junk (real ones are flat), and
-# literal_eval would recurse on it until Python's stack gives out.
+# Real list fields are flat; one nested deeper than this is counted as
+# `nested_too_deep`, any other nesting as a bad list (components/list_literal.py).
 MAX_LIST_DEPTH = 4
 # Real descriptions reach a few hundred KB; a field past this is a swallowed
 # file (an unterminated quote) or junk, and is counted, not parsed.
@@ -76,17 +77,16 @@ def list_depth(text: str) -> int:
 
 
 def parse_list_field(text: str) -> list[str]:
-    """Parses a Python-list string such as "['Fiction']"; a bare string is one item."""
+    """Parses a Python-list string such as "['Fiction']" (a flat list of string
+    literals, components/list_literal.py); a bare string is one item. ValueError
+    for anything else."""
     text = (text or "").strip()
     if not text:
         return []
     if text.startswith("["):
         if list_depth(text) > MAX_LIST_DEPTH:
             raise ValueError(f"lists nested deeper than {MAX_LIST_DEPTH}")
-        value = ast.literal_eval(text)  # raises ValueError / SyntaxError on junk
-        if not isinstance(value, list):
-            raise ValueError(f"not a list: {text!r}")
-        return [str(v).strip() for v in value if str(v).strip()]
+        return [v.strip() for v in list_literal.parse_string_list(text) if v.strip()]
     return [text]
 
 
@@ -178,13 +178,13 @@ def _parse_record(row: int, record: dict) -> tuple[Book | None, str]:
         return None, "nested_too_deep"
     try:
         categories = parse_list_field(categories_text)
-    except (ValueError, SyntaxError, RecursionError, MemoryError):
+    except ValueError:
         return None, "bad_categories"
     if not categories:
         return None, "no_category"
     try:
         authors = tuple(parse_list_field(record.get(AUTHORS_COLUMN) or ""))
-    except (ValueError, SyntaxError, RecursionError, MemoryError):
+    except ValueError:
         authors = ()
     title = (record.get(TITLE_COLUMN) or "").strip()
     return Book(row, title, authors, image_url, categories[0]), ""
