@@ -54,9 +54,9 @@ def image_size(data: tf.Tensor) -> tf.Tensor:
     )
 
 
-def gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(frames, pixels of all frames together, whether every frame lies inside the
-    canvas, whether the blocks end within MAX_GIF_BLOCKS) of GIF bytes.
+def gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(pixels of all frames together, whether every frame lies inside the canvas,
+    whether the blocks end within MAX_GIF_BLOCKS) of GIF bytes.
 
     TensorFlow's GIF decoder reads every frame, whatever `expand_animations` asks for,
     each as large as its own descriptor says, and sizes its output by the largest
@@ -84,7 +84,7 @@ def gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Ten
     # its chain; 0x2C is a frame (left, top, width, height, flags, [colour table],
     # LZW code size, then sub-blocks); 0x21 an extension (label, then sub-blocks);
     # anything else (the trailer 0x3B) ends the file, as it ends the decoder.
-    def step(position, in_chain, frames, pixels, inside, done, blocks):
+    def step(position, in_chain, pixels, inside, done, blocks):
         block = read(position)
         size = block[0]
         is_frame = tf.logical_and(tf.logical_not(in_chain), tf.equal(size, 0x2C))
@@ -100,25 +100,24 @@ def gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Ten
         return (
             position + jump,
             tf.where(in_chain, size > 0, tf.logical_or(is_frame, is_extension)),
-            frames + tf.cast(is_frame, tf.int64),
             pixels + tf.where(is_frame, w * h, zero),
             tf.logical_and(inside, tf.logical_or(tf.logical_not(is_frame), within)),
             tf.equal(jump, 0),
             blocks + 1,
         )
 
-    def more(position, in_chain, frames, pixels, inside, done, blocks):
+    def more(position, in_chain, pixels, inside, done, blocks):
         going = tf.logical_and(tf.logical_not(done), position < length)
         return tf.logical_and(going, blocks < constants.MAX_GIF_BLOCKS)
 
     start = 13 + colour_table(header[4])
-    _, _, frames, pixels, inside, done, blocks = tf.while_loop(
+    _, _, pixels, inside, done, blocks = tf.while_loop(
         more,
         step,
-        [start, tf.constant(False), zero, zero, tf.constant(True), tf.constant(False), zero],
+        [start, tf.constant(False), zero, tf.constant(True), tf.constant(False), zero],
         parallel_iterations=1,
     )
-    return frames, pixels, inside, tf.logical_or(done, blocks < constants.MAX_GIF_BLOCKS)
+    return pixels, inside, tf.logical_or(done, blocks < constants.MAX_GIF_BLOCKS)
 
 
 def checked(data: tf.Tensor) -> tf.Tensor:
@@ -127,15 +126,10 @@ def checked(data: tf.Tensor) -> tf.Tensor:
     InvalidArgument saying which limit, before any decoding."""
     size = image_size(data)
     is_gif = tf.logical_and(size[0] > 0, tf.equal(tf.strings.substr(data, 0, 4), b"GIF8"))
-    _, gif_pixels, inside, finished = tf.cond(
+    gif_pixels, inside, finished = tf.cond(
         is_gif,
         lambda: gif_frames(data),
-        lambda: (
-            tf.constant(0, tf.int64),
-            tf.constant(0, tf.int64),
-            tf.constant(True),
-            tf.constant(True),
-        ),
+        lambda: (tf.constant(0, tf.int64), tf.constant(True), tf.constant(True)),
     )
     checks = [
         tf.debugging.assert_less_equal(
