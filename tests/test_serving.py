@@ -118,16 +118,7 @@ def test_no_training_serving_skew(exported, tmp_path):
     raw = [row[constants.IMAGE_KEY][0] for row in rows]
     through_serving = serve(loaded, raw)["probabilities"].numpy()
     np.testing.assert_allclose(through_serving, through_training, atol=1e-5)
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    constants.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[r]))
-                }
-            )
-        ).SerializeToString()
-        for r in raw
-    ]
+    examples = [example(r) for r in raw]
     via_examples = loaded.signatures["serving_tf_example"](examples=tf.constant(examples))
     np.testing.assert_allclose(via_examples["probabilities"].numpy(), through_training, atol=1e-5)
 
@@ -218,17 +209,6 @@ def test_transform_features_gives_labels_from_the_category_alone(exported):
     """TFMA's path: examples without usable images still get their one-hot labels."""
     _, output, _, loaded = exported
     vocabulary = [v.decode() for v in output.vocabulary_by_name(constants.CATEGORY_VOCABULARY)]
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    constants.CATEGORY_KEY: tf.train.Feature(
-                        bytes_list=tf.train.BytesList(value=[name.encode()])
-                    )
-                }
-            )
-        ).SerializeToString()
-        for name in reversed(vocabulary)
-    ]
+    examples = [example(category=name) for name in reversed(vocabulary)]
     labels = loaded.signatures["transform_features"](examples=tf.constant(examples))
     np.testing.assert_array_equal(labels[constants.LABEL_KEY].numpy(), np.eye(3)[::-1])
