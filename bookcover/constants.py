@@ -70,9 +70,10 @@ SPLIT_BUCKETS = (3, 1, 1)  # 60 / 20 / 20
 CONNECTIONS_PER_WORKER = 16
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 15.0
-# One attempt at one cover, redirects included; a stuck host costs at most this
-# x (MAX_RETRIES + 1).
-DOWNLOAD_DEADLINE_S = 30.0
+# The whole of one cover: name resolution, connecting, every attempt and redirect,
+# the waits between attempts (a wait that would pass it is not waited), or a
+# local file's read. A stuck host or file costs at most this.
+DOWNLOAD_DEADLINE_S = 60.0
 MAX_RETRIES = 3
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0

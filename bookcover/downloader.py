@@ -12,6 +12,8 @@ import os
 import random
 import re
 import socket
+import ssl
+import stat
 import threading
 import time
 import urllib.parse
@@ -26,8 +28,10 @@ from requests.adapters import HTTPAdapter
 from tfx.dsl.io import fileio
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
 
-from bookcover import constants
+from bookcover import constants, url_policy
 
 # "<_io.BytesIO object at 0x7f...>" and the like say nothing to a reader of failures.csv.
 OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>(, )?")
@@ -51,7 +55,8 @@ class CoverError(Exception):
 class FetchConfig:
     connect_timeout_s: float = constants.CONNECT_TIMEOUT_S
     read_timeout_s: float = constants.READ_TIMEOUT_S
-    # The whole of one attempt (connect, headers, body): per-read timeouts
+    # The whole of one cover: name resolution, connecting, every attempt, redirect
+    # and wait between attempts, or the read of a local file. Per-read timeouts
     # never fire against a server that drips a byte at a time.
     deadline_s: float = constants.DOWNLOAD_DEADLINE_S
     max_retries: int = constants.MAX_RETRIES
@@ -64,6 +69,21 @@ class FetchConfig:
     height: int = constants.IMAGE_HEIGHT
     jpeg_quality: int = constants.JPEG_QUALITY
     cover_format: str = constants.COVER_FORMAT
+    # What a URL may reach (bookcover/url_policy.py). Link-local and metadata
+    # addresses are always refused; private ones unless allowed or listed.
+    allow_private_addresses: bool = True
+    allowed_networks: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # empty: any host
+    allow_local_files: bool = True
+    # Local paths and filesystem URIs must lie under covers_root (default: base_dir);
+    # relative ones resolve against base_dir, which CoverExampleGen sets to the CSV's folder.
+    covers_root: str = ""
+    base_dir: str = ""
+
+    def __post_init__(self):
+        # JSON (the exec property) hands lists back; a frozen config keeps tuples.
+        for name in ("allowed_networks", "allowed_hosts"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 class _Deadlines:
@@ -71,8 +91,9 @@ class _Deadlines:
 
     A blocked read then returns at once, wherever it is (headers or body), and
     the download fails as `deadline`. Each download thread sets its deadline
-    before it asks for a connection; the connection registers its socket here
-    when it sends a request.
+    before it asks for a connection; a new connection registers its socket here
+    before it connects (so a TLS handshake that never ends is cut too), and a
+    pooled one again when it sends a request.
     """
 
     def __init__(self):
@@ -85,6 +106,11 @@ class _Deadlines:
 
     def start(self, deadline: float) -> None:
         self._local.deadline, self._local.watches = deadline, []
+
+    def remaining(self) -> float | None:
+        """Seconds left to this thread's download, None outside one."""
+        deadline = getattr(self._local, "deadline", None)
+        return None if deadline is None else deadline - time.monotonic()
 
     def finish(self) -> bool:
         """Stops watching this thread's sockets; True when the deadline had passed."""
@@ -134,13 +160,96 @@ class _Deadlines:
 DEADLINES = _Deadlines()
 
 
+class _Current(threading.local):
+    """The settings and resolver of the download this thread is doing."""
+
+    cfg: FetchConfig | None = None
+    resolver: url_policy.Resolver = socket.getaddrinfo
+
+
+CURRENT = _Current()
+
+
+def open_socket(connection: HTTPConnection) -> socket.socket:
+    """urllib3's connect with the URL policy and the deadline: resolve within the time
+    left, refuse what the address rules refuse, and watch the socket before connecting."""
+    cfg = CURRENT.cfg or FetchConfig()
+    host, port = connection._dns_host, connection.port
+    remaining = DEADLINES.remaining()
+    budget = cfg.connect_timeout_s if remaining is None else remaining
+    try:
+        infos = url_policy.resolve(host, port, budget, CURRENT.resolver)
+    except TimeoutError as e:
+        raise ConnectTimeoutError(connection, f"{host}: {e}") from None
+    except OSError as e:
+        raise NewConnectionError(connection, f"{host} does not resolve: {e}") from None
+    allowed = [
+        info
+        for info in infos
+        if url_policy.address_refusal(info[4][0], cfg.allow_private_addresses, cfg.allowed_networks)
+        is None
+    ]
+    if not allowed:
+        raise CoverError("forbidden_address", "not fetched: the URL policy refuses its address")
+    error: OSError | None = None
+    for family, kind, proto, _, address in allowed:
+        sock = socket.socket(family, kind, proto)
+        DEADLINES.watch(sock)
+        for option in connection.socket_options or ():
+            sock.setsockopt(*option)
+        remaining = DEADLINES.remaining()
+        timeout = cfg.connect_timeout_s if remaining is None else remaining
+        sock.settimeout(max(min(timeout, cfg.connect_timeout_s), 0.001))
+        try:
+            sock.connect(address)
+        except TimeoutError:
+            sock.close()
+            raise ConnectTimeoutError(connection, f"{host}: connect timed out") from None
+        except OSError as e:
+            sock.close()
+            error = e
+            continue
+        if isinstance(connection.timeout, (int, float)):
+            sock.settimeout(connection.timeout)
+        return sock
+    raise NewConnectionError(connection, f"Failed to establish a new connection: {error}")
+
+
 class _WatchedHTTPConnection(HTTPConnection):
+    def _new_conn(self):
+        return open_socket(self)
+
     def getresponse(self, *args, **kwargs):
         DEADLINES.watch(self.sock)
         return super().getresponse(*args, **kwargs)
 
 
+class _WatchedSSLSocket(ssl.SSLSocket):
+    """Wrapping detaches the plain socket the watchdog holds: watch the TLS one too,
+    before its handshake, which a server can stall or drip as it can a body."""
+
+    def do_handshake(self, *args, **kwargs):
+        DEADLINES.watch(self)
+        return super().do_handshake(*args, **kwargs)
+
+
 class _WatchedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self):
+        return open_socket(self)
+
+    def connect(self):
+        if self.ssl_context is None:
+            # urllib3's own default context (connect() would make the same), with
+            # the watched socket class.
+            self.ssl_context = create_urllib3_context(
+                ssl_version=resolve_ssl_version(self.ssl_version),
+                cert_reqs=resolve_cert_reqs(self.cert_reqs),
+            )
+            if not (self.ca_certs or self.ca_cert_dir or self.ca_cert_data):
+                self.ssl_context.load_default_certs()
+            self.ssl_context.sslsocket_class = _WatchedSSLSocket
+        return super().connect()
+
     def getresponse(self, *args, **kwargs):
         DEADLINES.watch(self.sock)
         return super().getresponse(*args, **kwargs)
@@ -154,10 +263,20 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
-def make_session(connections: int) -> requests.Session:
+class CoverSession(requests.Session):
+    """A requests session that also carries the name resolver its connections use
+    (tests hand in their own, to map names to 127.0.0.x without DNS)."""
+
+    resolver: url_policy.Resolver = staticmethod(socket.getaddrinfo)
+
+
+def make_session(connections: int, resolver: url_policy.Resolver | None = None) -> requests.Session:
     """One pooled session per worker. Retries and redirects are ours, so the adapter
-    makes none; every socket it opens is watched against its download's deadline."""
-    session = requests.Session()
+    makes none; every socket it opens is checked against the URL policy and watched
+    against its download's deadline."""
+    session = CoverSession()
+    if resolver is not None:
+        session.resolver = resolver
     adapter = HTTPAdapter(pool_connections=connections, pool_maxsize=connections, max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {
         "http": _WatchedHTTPPool,
@@ -171,9 +290,79 @@ def make_session(connections: int) -> requests.Session:
     return session
 
 
-def read_local(path: str, max_bytes: int) -> bytes:
+def local_location(url: str) -> str | None:
+    """The path or filesystem URI a cover location names, None for http(s)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        return urllib.parse.unquote(parsed.path)
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):
+        return url
+    if parsed.scheme not in ("http", "https") and (
+        parsed.scheme in tf.io.gfile.get_registered_schemes()  # gs://, s3://, ...
+    ):
+        return url
+    return None
+
+
+def checked_target(url: str, cfg: FetchConfig) -> str:
+    """What the URL policy allows to be read for `url`, before anything is fetched or
+    looked up in the cache: the local file it names, or the URL itself for http(s).
+
+    Refusals say which rule refused and nothing about the target."""
+    location = local_location(url)
+    if location is not None:
+        if not cfg.allow_local_files:
+            raise CoverError("forbidden_local_file", "not read: local files are not allowed")
+        target = url_policy.local_target(location, cfg.base_dir, cfg.covers_root)
+        if target is None:
+            raise CoverError("outside_covers_root", "not read: outside the covers root")
+        return target
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise CoverError("unsupported_scheme", url)
+    _check_host(parsed.hostname or "", cfg)
+    return url
+
+
+def _check_host(host: str, cfg: FetchConfig) -> None:
+    """The rules a URL's host meets before any connection: the allow-list, and for an
+    address written as one, the address rules."""
+    if url_policy.host_refusal(host, cfg.allowed_hosts):
+        raise CoverError("forbidden_host", "not fetched: the host is not in the allowed hosts")
+    address = url_policy.literal_address(host)
+    if address is not None and url_policy.address_refusal(
+        address, cfg.allow_private_addresses, cfg.allowed_networks
+    ):
+        raise CoverError("forbidden_address", "not fetched: the URL policy refuses its address")
+
+
+def read_local(path: str, max_bytes: int, timeout_s: float | None = None) -> bytes:
     """A file's bytes through TFX's file I/O: local paths and gs://, s3:// or any other
-    filesystem TensorFlow knows."""
+    filesystem TensorFlow knows, within `timeout_s` (a stalled mount fails on time,
+    leaving its thread behind). FIFOs, devices and folders are refused unopened."""
+    if timeout_s is None:
+        return _read_file(path, max_bytes)
+    answer: dict = {}
+    done = threading.Event()
+
+    def run():
+        try:
+            answer["data"] = _read_file(path, max_bytes)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            answer["error"] = e
+        done.set()
+
+    threading.Thread(target=run, name="cover-read", daemon=True).start()
+    if not done.wait(max(timeout_s, 0.0)):
+        raise CoverError("deadline", f"{path}: not read in {timeout_s:.1f} s")
+    if "error" in answer:
+        raise answer["error"]
+    return answer["data"]
+
+
+def _read_file(path: str, max_bytes: int) -> bytes:
+    if not url_policy.has_scheme(path):
+        return _read_plain_file(path, max_bytes)
     try:
         if not fileio.exists(path):
             raise CoverError("missing_file", path)
@@ -183,6 +372,29 @@ def read_local(path: str, max_bytes: int) -> bytes:
         raise
     except (OSError, tf.errors.OpError) as e:
         raise CoverError("unreadable_file", f"{path}: {e}") from e
+    if len(data) > max_bytes:
+        raise CoverError("too_large", f"{path} is over {max_bytes} bytes")
+    return data
+
+
+def _read_plain_file(path: str, max_bytes: int) -> bytes:
+    # O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise CoverError("missing_file", path) from None
+    except OSError as e:
+        raise CoverError("unreadable_file", f"{path}: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CoverError("not_a_file", f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise CoverError("unreadable_file", f"{path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise CoverError("too_large", f"{path} is over {max_bytes} bytes")
     return data
@@ -200,33 +412,54 @@ def backoff_delay(attempt: int, cfg: FetchConfig, retry_after: str | None = None
 
 def _parse_retry_after(value: str) -> float | None:
     value = value.strip()
-    if value.isdigit():
+    if plain_number(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - time.time())
 
 
+def plain_number(value: str) -> bool:
+    """ASCII digits only: str.isdigit also accepts '²' and other digits int() refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def fetch_url(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
-    """The raw bytes behind a cover URL (http, https, file:// or a path)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and os.name == "nt"):
-        path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url
-        return read_local(path, cfg.max_bytes)
-    if parsed.scheme not in ("http", "https"):
-        if parsed.scheme in tf.io.gfile.get_registered_schemes():  # gs://, s3://, ...
-            return read_local(url, cfg.max_bytes)
-        raise CoverError("unsupported_scheme", url)
+    """The raw bytes behind a cover URL (http, https, file://, a path or a filesystem
+    URI), within cfg.deadline_s in all and as the URL policy allows."""
+    target = checked_target(url, cfg)
+    if local_location(url) is not None:
+        return read_local(target, cfg.max_bytes, cfg.deadline_s)
+    deadline = time.monotonic() + cfg.deadline_s
+    CURRENT.cfg, CURRENT.resolver = cfg, getattr(session, "resolver", socket.getaddrinfo)
+    DEADLINES.start(deadline)
+    try:
+        return _fetch_with_retries(url, session, cfg, deadline)
+    finally:
+        DEADLINES.finish()
+        CURRENT.cfg = None
+
+
+def _fetch_with_retries(
+    url: str, session: requests.Session, cfg: FetchConfig, deadline: float
+) -> bytes:
     for attempt in range(cfg.max_retries + 1):
-        last_try = attempt == cfg.max_retries
         try:
-            return _http_get(url, session, cfg)
+            return _http_get(url, session, cfg, deadline)
         except _RetryableError as e:
-            if last_try:
-                raise CoverError(e.reason, f"{url}: {e.detail} after {attempt + 1} tries") from e
-            time.sleep(backoff_delay(attempt, cfg, e.retry_after))
+            tries = f"after {attempt + 1} tries"
+            if attempt == cfg.max_retries:
+                raise CoverError(e.reason, f"{url}: {e.detail} {tries}") from e
+            delay = backoff_delay(attempt, cfg, e.retry_after)
+            if time.monotonic() + delay >= deadline:
+                raise CoverError(
+                    e.reason,
+                    f"{url}: {e.detail} {tries}; the next, {delay:.1f} s later, would pass "
+                    f"the {cfg.deadline_s:g} s deadline",
+                ) from e
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 
@@ -236,18 +469,18 @@ class _RetryableError(CoverError):
         self.retry_after = retry_after
 
 
-def _http_get(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
-    """One attempt, redirects included, within cfg.deadline_s."""
-    DEADLINES.start(time.monotonic() + cfg.deadline_s)
+def _http_get(url: str, session: requests.Session, cfg: FetchConfig, deadline: float) -> bytes:
+    """One attempt, redirects included; `deadline` is the whole cover's."""
+    past = CoverError("deadline", f"{url}: not done in {cfg.deadline_s:g} s")
     try:
         data = _follow_redirects(url, session, cfg)
     except CoverError:
-        if DEADLINES.finish():
-            raise _RetryableError("deadline", f"{url}: not done in {cfg.deadline_s:g} s") from None
+        if time.monotonic() >= deadline:
+            raise past from None
         raise
     # A socket shut at the deadline can also look like a body that just ended.
-    if DEADLINES.finish():
-        raise _RetryableError("deadline", f"{url}: not done in {cfg.deadline_s:g} s")
+    if time.monotonic() >= deadline:
+        raise past
     return data
 
 
@@ -265,6 +498,7 @@ def _follow_redirects(url: str, session: requests.Session, cfg: FetchConfig) -> 
         url = urllib.parse.urljoin(url, location)
         if urllib.parse.urlparse(url).scheme not in ("http", "https"):
             raise CoverError("bad_redirect", f"redirect to {url}: only http(s) is followed")
+        _check_host(urllib.parse.urlparse(url).hostname or "", cfg)
     raise CoverError("too_many_redirects", f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
@@ -294,8 +528,10 @@ def _read_body(response: requests.Response, url: str, cfg: FetchConfig) -> bytes
         )
     if status >= 400:
         raise CoverError(f"http_{status}", url)
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > cfg.max_bytes:
+    declared = response.headers.get("Content-Length", "").strip()
+    if declared and not plain_number(declared):
+        raise CoverError("bad_content_length", f"{url}: Content-Length {declared[:40]!r}")
+    if declared and int(declared) > cfg.max_bytes:
         raise CoverError("too_large", f"{url} declares {declared} bytes")
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
@@ -323,7 +559,7 @@ def _read_body(response: requests.Response, url: str, cfg: FetchConfig) -> bytes
         timed_out = "timed out" in str(e).lower()
         reason = "timeout" if timed_out else "connection_error"
         raise _RetryableError(reason, f"{url}: {e}") from e
-    if decompressor is None and declared.isdigit() and size < int(declared):
+    if decompressor is None and declared and size < int(declared):
         raise _RetryableError("incomplete_body", f"{url}: {size} of {declared} bytes")
     return b"".join(chunks)
 
@@ -437,7 +673,10 @@ class CoverCache:
 def download_cover(
     url: str, session: requests.Session, cfg: FetchConfig, cache: CoverCache
 ) -> tuple[bytes, bool]:
-    """The 100x150 JPEG for a cover URL and whether it came from the cache."""
+    """The 100x150 JPEG for a cover URL and whether it came from the cache. The URL
+    policy's checks that need no network come first: a cover cached under looser
+    settings is not handed out under stricter ones."""
+    checked_target(url, cfg)
     cached = cache.get(url)
     if cached is not None:
         return cached, True

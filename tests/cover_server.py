@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import collections
+import datetime
 import http.server
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +30,7 @@ FAST_FETCH = FetchConfig(
 class CoverServer:
     """Routes path -> handler(request, attempt); counts requests per path."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1", tls: tuple[str, str] | None = None):
         self.routes: dict[str, Handler] = {}
         self.requests: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
@@ -50,9 +53,16 @@ class CoverServer:
             def log_message(self, *args):
                 pass
 
-        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self._httpd = http.server.ThreadingHTTPServer((host, 0), RequestHandler)
         self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        scheme = "http"
+        if tls:  # (certificate file, key file): serve HTTPS
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            scheme = "https"
+        self.port = self._httpd.server_address[1]
+        self.url = f"{scheme}://{host}:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
@@ -154,3 +164,69 @@ def echo_headers() -> Handler:
         request.wfile.write(body)
 
     return handler
+
+
+def throwaway_certificate(directory: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, valid for a day: (cert file, key file)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = f"{directory}/cert.pem", f"{directory}/key.pem"
+    with open(cert_file, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_file, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_file, key_file
+
+
+class SilentListener:
+    """Accepts TCP connections on 127.0.0.1 and never says a byte: a TLS server whose
+    handshake never completes, or an HTTP server that never answers."""
+
+    def __init__(self):
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self):
+        self._socket.close()
+        for connection in self.accepted:
+            connection.close()

@@ -3,7 +3,9 @@
 import dataclasses
 import gzip
 import io
+import os
 import random
+import threading
 import time
 
 import pytest
@@ -163,6 +165,8 @@ def test_backoff_grows_and_respects_retry_after():
 
 
 DEADLINE = dataclasses.replace(FAST, deadline_s=1.0, max_retries=1)
+# Slack for the test machine's scheduling; the bound under test is deadline_s.
+SLACK_S = 1.0
 
 
 @pytest.mark.parametrize("headers_too", [False, True], ids=["body", "headers"])
@@ -174,8 +178,8 @@ def test_a_server_that_drips_bytes_forever_meets_the_deadline(server, session, h
         fetch(server, session, "/drip.jpg", cfg=DEADLINE)
     elapsed = time.monotonic() - started
     assert e.value.reason == "deadline"
-    assert server.requests["/drip.jpg"] == 2  # deadline x attempts
-    assert elapsed < 2 * DEADLINE.deadline_s + 1.5
+    assert server.requests["/drip.jpg"] == 1  # one deadline for all attempts
+    assert elapsed < DEADLINE.deadline_s + SLACK_S
     # The pool and the session still work after the shut sockets.
     server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
     assert_cover(fetch(server, session, "/ok.jpg")[0])
@@ -231,3 +235,141 @@ def test_failure_details_carry_no_object_reprs(server, session):
         )
     assert e.value.reason == "connection_error"
     assert " object at 0x" not in str(e.value)
+
+
+# --- One deadline per cover: before the request, TLS, waits and local files --------
+
+# Timeouts far longer than the deadline, so only the deadline can end these.
+PATIENT = dataclasses.replace(
+    FAST, connect_timeout_s=30.0, read_timeout_s=30.0, deadline_s=1.5, max_retries=3
+)
+
+
+def test_a_name_that_never_resolves_fails_at_the_deadline():
+    never = threading.Event()
+
+    def stuck_resolver(*args):
+        never.wait()  # a resolver that never answers (released at the end)
+
+    with downloader.make_session(2, resolver=stuck_resolver) as session:
+        started = time.monotonic()
+        with pytest.raises(downloader.CoverError) as e:
+            downloader.fetch_url("http://covers.test/a.jpg", session, PATIENT)
+        elapsed = time.monotonic() - started
+    never.set()
+    assert e.value.reason == "deadline"
+    assert elapsed < PATIENT.deadline_s + SLACK_S
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_host_that_accepts_and_never_speaks_fails_at_the_deadline(session, scheme):
+    # HTTPS: the TLS handshake never completes; HTTP: the request is sent, no answer.
+    listener = cs.SilentListener()
+    try:
+        started = time.monotonic()
+        with pytest.raises(downloader.CoverError) as e:
+            downloader.fetch_url(f"{scheme}://127.0.0.1:{listener.port}/a.jpg", session, PATIENT)
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert e.value.reason == "deadline"
+    assert elapsed < PATIENT.deadline_s + SLACK_S
+    assert len(listener.accepted) == 1
+
+
+def test_https_with_a_trusted_throwaway_certificate_is_fetched(tmp_path):
+    cert = cs.throwaway_certificate(str(tmp_path))
+    server = cs.CoverServer(tls=cert)
+    server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
+    try:
+        with downloader.make_session(2) as session:
+            session.trust_env = False  # REQUESTS_CA_BUNDLE would win over session.verify
+            session.verify = cert[0]
+            assert_cover(fetch(server, session, "/ok.jpg")[0])
+            session.verify = True  # the system's roots do not know it
+            with pytest.raises(downloader.CoverError) as e:
+                fetch(server, session, "/ok.jpg")
+            assert e.value.reason == "connection_error"
+    finally:
+        server.close()
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited(server, session):
+    server.routes["/busy.jpg"] = cs.send_status(503, {"Retry-After": "3600"})
+    cfg = dataclasses.replace(PATIENT, backoff_max_s=7200.0)
+    started = time.monotonic()
+    with pytest.raises(downloader.CoverError) as e:
+        fetch(server, session, "/busy.jpg", cfg=cfg)
+    assert time.monotonic() - started < SLACK_S
+    assert e.value.reason == "http_503"
+    assert "would pass the 1.5 s deadline" in e.value.detail
+    assert server.requests["/busy.jpg"] == 1
+
+
+def test_waits_between_attempts_count_against_the_deadline(server, session):
+    server.routes["/busy.jpg"] = cs.send_status(503, {"Retry-After": "1"})
+    cfg = dataclasses.replace(PATIENT, deadline_s=2.5, max_retries=10)
+    started = time.monotonic()
+    with pytest.raises(downloader.CoverError) as e:
+        fetch(server, session, "/busy.jpg", cfg=cfg)
+    assert time.monotonic() - started < cfg.deadline_s + SLACK_S
+    assert e.value.reason == "http_503"
+    assert 2 <= server.requests["/busy.jpg"] <= 3  # not the 11 tries allowed
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path, session):
+    fifo = tmp_path / "cover.jpg"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(downloader.CoverError) as e:
+        downloader.fetch_url(str(fifo), session, PATIENT)
+    assert time.monotonic() - started < SLACK_S
+    assert e.value.reason == "not_a_file"
+    folder = tmp_path / "folder.jpg"
+    folder.mkdir()
+    with pytest.raises(downloader.CoverError) as e:
+        downloader.fetch_url(str(folder), session, PATIENT)
+    assert e.value.reason == "not_a_file"
+
+
+def test_a_local_read_that_blocks_fails_at_the_deadline(tmp_path):
+    # What a stalled network mount does to open(): a filesystem TensorFlow reads
+    # through that never answers. ram:// files are read under a held lock here.
+    started = time.monotonic()
+    release = threading.Event()
+
+    def blocked(path, max_bytes):
+        release.wait()
+        return b""
+
+    original = downloader._read_file
+    downloader._read_file = blocked
+    try:
+        with pytest.raises(downloader.CoverError) as e:
+            downloader.read_local(str(tmp_path / "a.jpg"), 100, timeout_s=1.0)
+    finally:
+        downloader._read_file = original
+        release.set()
+    assert e.value.reason == "deadline"
+    assert time.monotonic() - started < 1.0 + SLACK_S
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "12abc", "-5", "1e3"])
+def test_a_content_length_that_is_not_a_plain_number_has_its_own_reason(server, session, value):
+    def handler(request, attempt):
+        request.send_response(200)
+        request.send_header("Content-Length", value)
+        request.end_headers()
+
+    server.routes["/odd.jpg"] = handler
+    with pytest.raises(downloader.CoverError) as e:
+        fetch(server, session, "/odd.jpg")
+    assert e.value.reason == "bad_content_length"
+
+
+def test_a_retry_after_that_is_not_a_number_or_date_is_ignored(server, session):
+    server.routes["/busy.jpg"] = cs.fail_then(
+        cs.send_status(503, {"Retry-After": "\u00b2"}), cs.send_bytes(images.jpeg())
+    )
+    assert_cover(fetch(server, session, "/busy.jpg")[0])
+    assert downloader.backoff_delay(0, FAST, retry_after="\u00b2") <= FAST.backoff_base_s
