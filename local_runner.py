@@ -35,6 +35,45 @@ def model_option(text: str) -> tuple[str, object]:
     return name, parsed
 
 
+def bounded(kind: type, low: float, high: float | None = None, low_open: bool = False):
+    """An argparse type: a `kind` number within [low, high] ((low, high] when low_open);
+    the error names the accepted range, and argparse adds the flag."""
+    upper = "" if high is None else f" and at most {high:g}"
+    lower = f"over {low:g}" if low_open else f"at least {low:g}"
+    wanted = f"{'an integer' if kind is int else 'a number'} {lower}{upper}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {wanted}") from None
+        too_low = value <= low if low_open else value < low
+        if too_low or (high is not None and value > high) or value != value:  # NaN
+            raise argparse.ArgumentTypeError(f"{text}: expected {wanted}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+def cidr(text: str) -> str:
+    from bookcover import url_policy
+
+    try:
+        return url_policy.parse_networks([text])[0]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def host_name(text: str) -> str:
+    from bookcover import url_policy
+
+    try:
+        return url_policy.parse_hosts([text])[0]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def training_settings_from(args: argparse.Namespace):
     """The model preset with the flags' overrides (pipeline/presets.py, shared with Kubeflow)."""
     from pipeline import presets
@@ -62,20 +101,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--categories",
-        type=int,
+        type=bounded(int, 2),
         default=None,
         help=f"keep the K largest categories (default {constants.NUM_CATEGORIES}; "
         f"{configs.EMBEDDED_CATEGORIES} for the embedded data)",
     )
     p.add_argument(
         "--min-books",
-        type=int,
+        type=bounded(int, 1),
         default=None,
         help="instead of --categories: keep every category with at least M books",
     )
     p.add_argument(
         "--per-class",
-        type=int,
+        type=bounded(int, 1),
         default=None,
         help=f"covers sampled per category (default {constants.PER_CLASS}, at most the "
         "smallest selected category)",
@@ -89,20 +128,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=bounded(int, 1),
         default=None,
         help=f"Trainer epochs (default {hyperparameters.TRAIN_EPOCHS}; "
         f"{configs.EMBEDDED_TRAIN_EPOCHS} for the embedded data)",
     )
     p.add_argument(
         "--tuner-epochs",
-        type=int,
+        type=bounded(int, 1),
         default=hyperparameters.TUNER_EPOCHS,
         help="epochs per grid-search trial",
     )
     p.add_argument(
         "--learning-rates",
-        type=float,
+        type=bounded(float, 0, 10, low_open=True),
         nargs="+",
         default=None,
         help="grid: learning rates (default: the preset's, "
@@ -110,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--first-filters",
-        type=int,
+        type=bounded(int, 1, 1024),
         nargs="+",
         default=None,
         help="grid: filters of the first convolution (default: the preset's, "
@@ -118,7 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=bounded(int, 1, 65536),
         default=None,
         help=f"per-replica batch size (default: the preset's, {hyperparameters.BATCH_SIZE} for "
         f"'default', {hyperparameters.SEED_BATCH_SIZE} for 'seed'; {configs.EMBEDDED_BATCH_SIZE} "
@@ -148,7 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--accuracy-floor",
-        type=float,
+        type=bounded(float, 0, 1),
         default=None,
         help="test accuracy a model needs to be blessed (default 1.5x chance)",
     )
@@ -166,17 +205,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--connections",
-        type=int,
+        type=bounded(int, 1, 1024),
         default=constants.CONNECTIONS_PER_WORKER,
         help="concurrent downloads per Beam worker",
     )
     p.add_argument(
         "--download-deadline",
-        type=float,
+        type=bounded(float, 0, 86400, low_open=True),
         default=constants.DOWNLOAD_DEADLINE_S,
         metavar="S",
-        help="seconds one attempt at one cover may take in all, redirects included "
-        f"(default {constants.DOWNLOAD_DEADLINE_S:g}; a stuck host costs this x attempts)",
+        help="seconds one cover may take in all: name resolution, connecting, every "
+        "attempt, redirect and wait between attempts, or a local file's read "
+        f"(default {constants.DOWNLOAD_DEADLINE_S:g})",
+    )
+    p.add_argument(
+        "--refuse-private-addresses",
+        action="store_true",
+        help="refuse cover URLs (and redirects) whose host resolves to a loopback or "
+        "private address; link-local and metadata addresses are always refused",
+    )
+    p.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        type=cidr,
+        metavar="CIDR",
+        help="with --refuse-private-addresses: a private block that is still allowed "
+        "(repeatable, e.g. 10.1.0.0/16)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        type=host_name,
+        metavar="HOST",
+        help="fetch covers only from these hosts (repeatable; .example.com allows every "
+        "name under example.com); default: any host",
+    )
+    p.add_argument(
+        "--covers-root",
+        metavar="DIR",
+        help="local cover paths must lie under DIR (default: the CSV's folder); relative "
+        "paths always resolve against the CSV's folder",
     )
     p.add_argument(
         "--output-dir",
@@ -190,7 +260,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--direct-num-workers",
-        type=int,
+        type=bounded(int, 0, 1024),
         default=configs.DIRECT_NUM_WORKERS,
         help="Beam DirectRunner worker processes (0: one per core)",
     )
@@ -227,7 +297,14 @@ def main(argv: list[str] | None = None) -> dict:
     num_classes = None
     if args.min_books:
         categories = None
-        num_classes = books_csv.count_selected_categories(csv_path, min_books=args.min_books)
+        try:
+            num_classes = books_csv.count_selected_categories(csv_path, min_books=args.min_books)
+        except ValueError as e:  # CsvFormatError too: the one line every CSV error gets
+            sys.exit(
+                f"bookcover: {e}"
+                if isinstance(e, books_csv.CsvFormatError)
+                else f"bookcover: {csv_path}: --min-books {args.min_books}: {e}"
+            )
     settings = IngestSettings(
         top_k=categories,
         min_books=args.min_books,
@@ -238,6 +315,10 @@ def main(argv: list[str] | None = None) -> dict:
             connections=args.connections,
             deadline_s=args.download_deadline,
             cover_format=args.cover_format,
+            allow_private_addresses=not args.refuse_private_addresses,
+            allowed_networks=tuple(args.allow_network),
+            allowed_hosts=tuple(args.allow_host),
+            covers_root=os.path.abspath(args.covers_root) if args.covers_root else "",
         ),
     )
     training = training_settings_from(args)

@@ -69,6 +69,8 @@ def build(config: dict):
     """The same create_pipeline(...) as local_runner.py, with the cluster's settings."""
     from tfx import v1 as tfx
 
+    from bookcover import url_policy
+    from bookcover.downloader import FetchConfig
     from components.cover_example_gen.settings import IngestSettings
     from pipeline import pipeline, presets
 
@@ -92,6 +94,15 @@ def build(config: dict):
             per_class=config.get("per_class", constants.PER_CLASS),
             balance=config.get("balance", constants.BALANCE_CLASSES),
             cache_dir=f"{root}/cache/covers",
+            # A cluster worker can reach the cluster's own services: cover URLs may
+            # not, and local files are off, unless the config says otherwise.
+            fetch=FetchConfig(
+                allow_private_addresses=config.get("allow_private_addresses", False),
+                allowed_networks=url_policy.parse_networks(config.get("allowed_networks", [])),
+                allowed_hosts=url_policy.parse_hosts(config.get("allowed_hosts", [])),
+                allow_local_files=config.get("allow_local_files", False),
+                covers_root=config.get("covers_root", ""),
+            ),
         ),
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
         learning_rates=training.learning_rates,

@@ -193,3 +193,36 @@ def test_seed_preset_compiles_to_what_local_runner_runs():
     config = tuner.exec_properties["custom_config"]
     config = json.loads(config) if isinstance(config, str) else config
     assert (config["learning_rates"], config["first_filters"]) == ([3e-4], [20])
+
+
+def ingest_fetch(bookcover):
+    from components.cover_example_gen.settings import IngestSettings
+
+    (example_gen,) = [c for c in bookcover.components if c.id == "CoverExampleGen"]
+    return IngestSettings.from_dict(
+        json.loads(example_gen.exec_properties["ingest_settings"])
+    ).fetch
+
+
+def test_cover_urls_cannot_reach_the_cluster_or_local_files_unless_the_config_allows():
+    base = {"pipeline_root": "gs://bucket/bookcover", "books_csv": "gs://bucket/data/b.csv"}
+    fetch = ingest_fetch(runner.build(base))
+    assert (fetch.allow_private_addresses, fetch.allow_local_files) == (False, False)
+    opened = ingest_fetch(
+        runner.build(
+            {
+                **base,
+                "allow_private_addresses": True,
+                "allowed_networks": ["10.8.0.0/16"],
+                "allowed_hosts": ["covers.example.com"],
+                "allow_local_files": True,
+                "covers_root": "gs://bucket/covers",
+            }
+        )
+    )
+    assert opened.allow_private_addresses and opened.allow_local_files
+    assert opened.allowed_networks == ("10.8.0.0/16",)
+    assert opened.allowed_hosts == ("covers.example.com",)
+    assert opened.covers_root == "gs://bucket/covers"
+    with pytest.raises(ValueError, match="10.8.0.0/99"):
+        runner.build({**base, "allowed_networks": ["10.8.0.0/99"]})

@@ -184,3 +184,67 @@ def test_a_failed_run_says_what_failed_and_where_its_log_is(tmp_path):
     (log,) = (out / "logs").iterdir()
     assert f"full log: {log}" in done.stdout
     assert "Traceback" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    "flag, value, accepted",
+    [
+        ("--categories", "-1", "an integer at least 2"),
+        ("--categories", "0", "an integer at least 2"),
+        ("--categories", "1", "an integer at least 2"),
+        ("--per-class", "0", "an integer at least 1"),
+        ("--min-books", "0", "an integer at least 1"),
+        ("--epochs", "0", "an integer at least 1"),
+        ("--tuner-epochs", "-3", "an integer at least 1"),
+        ("--connections", "0", "an integer at least 1 and at most 1024"),
+        ("--batch-size", "0", "an integer at least 1 and at most 65536"),
+        ("--first-filters", "0", "an integer at least 1 and at most 1024"),
+        ("--learning-rates", "0", "a number over 0 and at most 10"),
+        ("--learning-rates", "nan", "a number over 0 and at most 10"),
+        ("--accuracy-floor", "1.5", "a number at least 0 and at most 1"),
+        ("--download-deadline", "0", "a number over 0 and at most 86400"),
+        ("--direct-num-workers", "-1", "an integer at least 0 and at most 1024"),
+        ("--connections", "four", "an integer at least 1"),
+        ("--allow-network", "10.0.0.0/40", "not an address or CIDR block"),
+        ("--allow-host", "http://x/", "not a host name"),
+    ],
+)
+def test_numeric_and_policy_flags_are_range_checked_in_one_line(flag, value, accepted, capsys):
+    with pytest.raises(SystemExit) as e:
+        local_runner.parse_args([flag, value])
+    assert e.value.code == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert f"argument {flag}" in line and accepted in line
+
+
+def test_url_policy_flags_reach_the_fetch_settings():
+    args = local_runner.parse_args(
+        ["--refuse-private-addresses", "--allow-network", "10.1.0.0/16", "--allow-host",
+         "Covers.Example.com", "--allow-host", ".img.example.org", "--covers-root", "/data"]
+    )  # fmt: skip
+    assert args.refuse_private_addresses
+    assert args.allow_network == ["10.1.0.0/16"]
+    assert args.allow_host == ["covers.example.com", ".img.example.org"]
+    assert args.covers_root == "/data"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "Title,image,categories\nA,http://x/a.jpg,['Art']\n\"open,http://x/b.jpg,[]\n"
+            + "B,http://x/c.jpg,['Art']\n" * 3,
+            "never closed",
+        ),
+        ("Title,image,categories\nA,http://x/a.jpg,['Fiction']\n", "fewer than 2 categories"),
+    ],
+)
+def test_min_books_errors_are_the_one_line_csv_errors(text, message, tmp_path, capsys):
+    csv_path = tmp_path / "books.csv"
+    csv_path.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        local_runner.main(["--books-csv", str(csv_path), "--min-books", "1",
+                           "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    assert str(e.value.code).startswith("bookcover: ") and message in str(e.value.code)
+    assert "\n" not in str(e.value.code)
+    assert "Traceback" not in capsys.readouterr().err
