@@ -10,6 +10,9 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # Category names are the user's text: "$" must not start math ("Art $ Design"
+    # would fail the report step after the model was pushed).
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import itertools
 import random
+import re
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -62,6 +63,9 @@ class ReadResult:
         """The file's data lines less the rows read: line breaks inside quoted fields
         (real descriptions have them) and blank lines."""
         return self.lines - self.rows_read
+
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def list_depth(text: str) -> int:
@@ -180,14 +184,22 @@ def _parse_record(row: int, record: dict) -> tuple[Book | None, str]:
         categories = parse_list_field(categories_text)
     except ValueError:
         return None, "bad_categories"
-    if not categories:
+    category = next((c for c in map(plain_text, categories) if c), "")
+    if not category:
         return None, "no_category"
     try:
         authors = tuple(parse_list_field(record.get(AUTHORS_COLUMN) or ""))
     except ValueError:
         authors = ()
     title = (record.get(TITLE_COLUMN) or "").strip()
-    return Book(row, title, authors, image_url, categories[0]), ""
+    return Book(row, title, authors, image_url, category), ""
+
+
+def plain_text(text: str) -> str:
+    """Control characters (a line break, an escape sequence) as single spaces. A
+    category is a vocabulary entry, a label on plots and a CSV cell: TFT leaves
+    entries with line breaks out of its vocabulary file."""
+    return " ".join(CONTROL_CHARACTERS.sub(" ", text).split())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,8 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
+from bookcover import spreadsheet
+
 TRIALS_JSON = "trials.json"
 TRIALS_CSV = "trials.csv"
 
@@ -49,7 +51,7 @@ def write_trial_table(rows: list[dict], out_dir: str) -> None:
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: spreadsheet.safe_cell(v) for k, v in row.items()} for row in rows)
     # Through TFX's file I/O, so a gs:// or s3:// pipeline root works too.
     io_utils.write_string_file(os.path.join(out_dir, TRIALS_CSV), text.getvalue())
 

@@ -14,7 +14,7 @@ import jinja2
 import numpy as np
 from tfx.dsl.io import fileio
 
-from bookcover import constants
+from bookcover import constants, spreadsheet
 from components import grid_tuner
 from components.cover_example_gen import analysis
 from models import history as training_history
@@ -112,10 +112,10 @@ def _categories(analysis_uri: str | None, report_dir: str) -> dict | None:
         "plot": _copy(os.path.join(analysis_uri, analysis.PLOT_FILE), report_dir),
         "rows": [
             {
-                "category": r["category"],
+                "category": spreadsheet.text_of(r["category"]),
                 "count": r["count"],
                 "share": f"{float(r['cumulative_share']):.1%}",
-                "selected": r["category"] in selected,
+                "selected": spreadsheet.text_of(r["category"]) in selected,
             }
             for r in counts[:CATEGORY_ROWS_SHOWN]
         ],

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
@@ -186,3 +187,87 @@ def test_hostile_csv_rows_and_servers_end_as_counts_and_every_good_cover_is_kept
     assert facts["skipped_rows"] == {"nested_too_deep": 1, "nul_byte": 1}
     assert (facts["rows_read"], facts["usable_rows"], facts["data_lines"]) == (29, 27, 29)
     assert facts["csv_encoding"] == "utf-8"
+
+
+HOSTILE_CATEGORIES = ["=SUM(A1:A9)", "+Cooking", "@Home $x^{ and $6", "Sci\x1bFi\nction"]
+
+
+def test_hostile_text_and_forbidden_targets_end_as_text_and_counts(server, tmp_path):
+    """Categories and URLs a spreadsheet would run or matplotlib would read as math,
+    control characters, and covers the URL policy refuses, through the real component,
+    the report's category table and its plots."""
+    from reporting import html_report, plots
+
+    second = cs.CoverServer(host="127.0.0.2")
+    second.routes["/a.jpg"] = cs.send_bytes(images.jpeg())
+    rows = []
+    for c, category in enumerate(HOSTILE_CATEGORIES):
+        for i in range(6):
+            server.routes[f"/{c}-{i}.jpg"] = cs.send_bytes(images.jpeg(color=(40 * c, 9 * i, 7)))
+            rows.append((f"Book {c}-{i}", f"{server.url}/{c}-{i}.jpg", category))
+    data = tmp_path / "data"
+    (data / "covers").mkdir(parents=True)
+    (data / "covers" / "local.png").write_bytes(images.png())
+    (tmp_path / "outside.png").write_bytes(images.png())
+    rows += [
+        ("Beside the CSV", "covers/local.png", "+Cooking"),
+        ("Formula URL", '=HYPERLINK("http://x/","open")', "+Cooking"),
+        ("Outside", str(tmp_path / "outside.png"), "+Cooking"),
+        ("Elsewhere", f"{second.url}/a.jpg", "+Cooking"),
+    ]
+    write_csv(data / "books_data.csv", rows)
+    fetch = dataclasses.replace(
+        FETCH, allow_private_addresses=False, allowed_networks=("127.0.0.1/32",)
+    )
+    settings = IngestSettings(
+        top_k=4, per_class=None, balance=False, max_failure_share=0.5, fetch=fetch
+    )
+    try:
+        counts = run_example_gen(str(data / "books_data.csv"), tmp_path / "run", settings)
+    finally:
+        second.close()
+
+    assert counts["failed_by_reason"] == {
+        "forbidden_address": 1,
+        "missing_file": 1,
+        "outside_covers_root": 1,
+    }
+    assert second.total_requests == 0
+    categories = {
+        e.features.feature["category"].bytes_list.value[0].decode()
+        for e in stored_examples(tmp_path / "run")
+    }
+    assert categories == {"=SUM(A1:A9)", "+Cooking", "@Home $x^{ and $6", "Sci Fi ction"}
+    assert sum(n for split in counts["examples"].values() for n in split.values()) == 25
+
+    def cells(path):
+        with open(path, newline="") as f:
+            return list(csv.reader(f))[1:]
+
+    (failures_csv,) = glob.glob(str(tmp_path / "run/root/CoverExampleGen/examples/*/failures.csv"))
+    (analysis_dir,) = glob.glob(str(tmp_path / "run/root/CoverExampleGen/category_analysis/*"))
+    counts_rows = cells(os.path.join(analysis_dir, "category_counts.csv"))
+    for row in cells(failures_csv) + counts_rows:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
+            assert not any(ord(ch) < 32 for ch in cell), row
+    assert ['\'=HYPERLINK("http://x/","open")'] == [
+        r[2] for r in cells(failures_csv) if r[3] == "missing_file"
+    ]
+    assert {r[0] for r in counts_rows} == {
+        "'=SUM(A1:A9)",
+        "'+Cooking",
+        "'@Home $x^{ and $6",
+        "Sci Fi ction",
+    }
+
+    (tmp_path / "report").mkdir()
+    table = html_report._categories(analysis_dir, str(tmp_path / "report"))
+    assert {r["category"] for r in table["rows"] if r["selected"]} == categories
+    names = sorted(categories)
+    plots.plot_confusion_matrix(np.eye(4, dtype=int) * 3, names, str(tmp_path / "cm.png"))
+    plots.plot_per_class(
+        [{"category": n, "precision": 0.5, "recall": 0.5} for n in names], str(tmp_path / "pc.png")
+    )
+    for png in ("cm.png", "pc.png"):
+        assert Image.open(tmp_path / png).size[0] > 100

@@ -13,7 +13,7 @@ import os
 from apache_beam.metrics.metric import MetricsFilter
 from tfx.dsl.io import fileio
 
-from bookcover import plotting
+from bookcover import plotting, spreadsheet
 from components import books_csv
 from components.cover_example_gen.settings import IngestSettings
 
@@ -65,7 +65,9 @@ def write_counts(table: list[books_csv.CategoryCount], path: str) -> None:
     writer = csv.writer(out)
     writer.writerow(["category", "count", "cumulative_share"])
     for row in table:
-        writer.writerow([row.category, row.count, f"{row.cumulative_share:.6f}"])
+        writer.writerow(
+            spreadsheet.safe_row([row.category, row.count, f"{row.cumulative_share:.6f}"])
+        )
     _write_text(path, out.getvalue())
 
 

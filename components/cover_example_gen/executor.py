@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -20,7 +21,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from bookcover import constants, downloader
+from bookcover import constants, downloader, spreadsheet
 from bookcover.progress import Progress
 from components import splits
 from components.cover_example_gen import analysis
@@ -193,15 +194,18 @@ def to_example(cover: dict) -> bytes:
 
 
 def failure_line(failure: dict) -> str:
+    """One row of failures.csv, safe to open in a spreadsheet (URLs come from the CSV)."""
     out = io.StringIO()
     csv.writer(out).writerow(
-        [
-            failure["row"],
-            failure["category"],
-            failure["image_url"],
-            failure["reason"],
-            failure["detail"][:500],
-        ]
+        spreadsheet.safe_row(
+            [
+                failure["row"],
+                failure["category"],
+                failure["image_url"],
+                failure["reason"],
+                failure["detail"][:500],
+            ]
+        )
     )
     return out.getvalue().rstrip("\r\n")
 
@@ -234,6 +238,11 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
 
         csv_path = os.path.join(
             exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern
+        )
+        # Relative cover paths name files beside the CSV, wherever the run started.
+        settings = dataclasses.replace(
+            settings,
+            fetch=dataclasses.replace(settings.fetch, base_dir=os.path.dirname(csv_path)),
         )
         analysis_dir = artifact_utils.get_single_uri(output_dict["category_analysis"])
         selection = analysis.analyse_and_select(csv_path, settings, analysis_dir)
