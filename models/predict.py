@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             except downloader.CoverError as e:
                 print(f"{source}: cannot read ({e})", file=sys.stderr)
                 continue
+            except serving_client.ServingError as e:
+                print(
+                    f"{source}: not classified ({serving_client.failure_line(e)})", file=sys.stderr
+                )
+                continue
             except ValueError as e:
                 reason = serving_client.error_line(str(e))
                 print(f"{source}: not a usable image ({reason})", file=sys.stderr)

@@ -11,6 +11,28 @@ import requests
 
 SIGNATURE = "serving_default"
 INPUT = "images"
+BODY_LINE_CHARS = 200
+
+
+class ServingError(ValueError):
+    """A request the server did not answer with predictions: `status` is the HTTP
+    status ("HTTP 502"), the gRPC code ("UNAVAILABLE") or "no answer"; `detail` is the
+    server's error text, or the first line of a body that is not TF Serving's."""
+
+    def __init__(self, status: str, detail: str):
+        super().__init__(f"TF Serving answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+def first_line(text: str) -> str:
+    """The first line of a body that has text once markup is dropped (a proxy's HTML
+    error page), at most BODY_LINE_CHARS long."""
+    for line in text.splitlines():
+        line = " ".join(re.sub(r"<[^>]*>", " ", line).split())
+        if line:
+            return line[:BODY_LINE_CHARS]
+    return "(empty body)"
 
 
 def predict_request(images: Sequence[bytes], signature_name: str = SIGNATURE) -> dict:
@@ -24,7 +46,7 @@ def predict_request(images: Sequence[bytes], signature_name: str = SIGNATURE) ->
 def parse_predictions(response: dict) -> list[dict]:
     """Per image: category, top-3 (name, score) pairs and all probabilities."""
     if "error" in response:
-        raise ValueError(f"TF Serving error: {response['error']}")
+        raise ServingError("an error", str(response["error"]))
     return [_result(row) for row in response["predictions"]]
 
 
@@ -39,15 +61,26 @@ def _result(row: dict) -> dict:
 def predict_rest(
     base_url: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
 ) -> list[dict]:
-    """POST to <base_url>/v1/models/<model_name>:predict and parse the answer."""
-    response = requests.post(
-        f"{base_url.rstrip('/')}/v1/models/{model_name}:predict",
-        json=predict_request(images),
-        timeout=timeout_s,
-    )
-    body = response.json()
+    """POST to <base_url>/v1/models/<model_name>:predict and parse the answer; any other
+    answer raises ServingError with its status, checked before the body is read as JSON."""
+    try:
+        response = requests.post(
+            f"{base_url.rstrip('/')}/v1/models/{model_name}:predict",
+            json=predict_request(images),
+            timeout=timeout_s,
+        )
+    except requests.RequestException as e:
+        raise ServingError("no answer", first_line(str(e))) from None
+    status = f"HTTP {response.status_code}"
+    try:
+        body = response.json()
+    except ValueError:
+        raise ServingError(status, first_line(response.text)) from None
     if response.status_code != 200:
-        raise ValueError(f"TF Serving answered {response.status_code}: {body.get('error', body)}")
+        error = body.get("error") if isinstance(body, dict) else None
+        raise ServingError(status, str(error) if error else first_line(response.text))
+    if not isinstance(body, dict) or not isinstance(body.get("predictions"), list):
+        raise ServingError(status, f"not a predict answer: {first_line(response.text)}")
     return parse_predictions(body)
 
 
@@ -70,7 +103,7 @@ def predict_grpc(
         try:
             response = stub.Predict(request, timeout=timeout_s)
         except grpc.RpcError as e:
-            raise ValueError(f"TF Serving answered {e.code().name}: {e.details()}") from None
+            raise ServingError(e.code().name, e.details() or "") from None
     outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
     return [
         _result(
@@ -110,6 +143,11 @@ _FRAMING = (
 )
 
 
+def failure_line(error: ServingError) -> str:
+    """One line for a request that failed: the reason, then the status it came with."""
+    return f"{error_line(error.detail)} ({error.status})"
+
+
 def predict_each(
     base_url: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
 ) -> list[dict]:
@@ -118,15 +156,14 @@ def predict_each(
     {"error": one line}, printed to stderr, and the rest are still classified."""
     try:
         return predict_rest(base_url, model_name, images, timeout_s)
-    except ValueError:
-        if len(images) == 1:
-            raise
+    except ServingError:
+        pass
     results = []
     for i, image in enumerate(images):
         try:
             (result,) = predict_rest(base_url, model_name, [image], timeout_s)
-        except ValueError as e:
-            result = {"error": error_line(str(e))}
+        except ServingError as e:
+            result = {"error": failure_line(e)}
             print(f"image {i}: {result['error']}", file=sys.stderr)
         results.append(result)
     return results

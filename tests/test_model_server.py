@@ -182,8 +182,71 @@ def test_predict_command_gives_the_same_answers_from_the_server(server, exported
             [s for _, s in mine["top"]], [s for _, s in theirs["top"]], atol=1e-5
         )
     assert len(served) == 2
-    assert "cover2.img: not a usable image (not an image in an accepted format" in served_err
-    assert served_err == local_err
+    assert "cover2.img: not a usable image (not an image in an accepted format" in local_err
+    (line,) = served_err.splitlines()
+    assert line.startswith(f"{covers[2]}: not classified (not an image in an accepted format")
+    assert line.endswith("(HTTP 400))")
+
+
+class ErrorPageProxy:
+    """What sits in front of a server in production and fails: every POST gets an HTML
+    error page with `status`, as nginx sends when its upstream is down."""
+
+    PAGE = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body></body></html>\r\n"
+
+    def __init__(self, status: int = 502):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(ErrorPageProxy.PAGE)))
+                self.end_headers()
+                self.wfile.write(ErrorPageProxy.PAGE)
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_clients_say_the_status_and_first_line_of_any_failed_answer_and_carry_on(tmp_path, capsys):
+    proxy = ErrorPageProxy(502)
+    try:
+        with pytest.raises(serving_client.ServingError) as e:
+            serving_client.predict_rest(proxy.url, MODEL, [images.jpeg()])
+        assert (e.value.status, e.value.detail) == ("HTTP 502", "502 Bad Gateway")
+        results = serving_client.predict_each(proxy.url, MODEL, [images.jpeg(), images.png()])
+        assert results == [{"error": "502 Bad Gateway (HTTP 502)"}] * 2
+        assert capsys.readouterr().err.splitlines() == [
+            "image 0: 502 Bad Gateway (HTTP 502)",
+            "image 1: 502 Bad Gateway (HTTP 502)",
+        ]
+        covers = [tmp_path / "a.jpg", tmp_path / "b.png"]
+        covers[0].write_bytes(images.jpeg())
+        covers[1].write_bytes(images.png())
+        assert predict.main([f"{proxy.url}/v1/models/{MODEL}", *map(str, covers)]) == []
+        assert capsys.readouterr().err.splitlines() == [
+            f"{c}: not classified (502 Bad Gateway (HTTP 502))" for c in covers
+        ]
+    finally:
+        proxy.close()
+    closed = f"127.0.0.1:{free_port()}"
+    with pytest.raises(serving_client.ServingError) as e:
+        serving_client.predict_grpc(closed, MODEL, [images.jpeg()], timeout_s=5)
+    assert e.value.status in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+    with pytest.raises(serving_client.ServingError) as e:
+        serving_client.predict_rest(f"http://{closed}", MODEL, [images.jpeg()], timeout_s=5)
+    assert e.value.status == "no answer"
 
 
 def test_every_worst_case_is_refused_or_served_within_the_memory_bound_by_the_server(server):
