@@ -230,3 +230,18 @@ class SilentListener:
         self._socket.close()
         for connection in self.accepted:
             connection.close()
+
+
+class FullBacklog:
+    """A port on 127.0.0.1 whose accept queue is full and never drained: the kernel
+    drops new SYNs, so a connect there never completes (a host that stalls before
+    any request byte can be sent)."""
+
+    def __init__(self):
+        self._socket = socket.create_server(("127.0.0.1", 0), backlog=0)
+        self.port = self._socket.getsockname()[1]
+        self._queued = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def close(self):
+        self._queued.close()
+        self._socket.close()

@@ -262,6 +262,20 @@ def test_a_name_that_never_resolves_fails_at_the_deadline():
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_connect_that_never_completes_fails_at_the_deadline(session, scheme):
+    backlog = cs.FullBacklog()
+    try:
+        started = time.monotonic()
+        with pytest.raises(downloader.CoverError) as e:
+            downloader.fetch_url(f"{scheme}://127.0.0.1:{backlog.port}/a.jpg", session, PATIENT)
+        elapsed = time.monotonic() - started
+    finally:
+        backlog.close()
+    assert e.value.reason == "deadline"
+    assert elapsed < PATIENT.deadline_s + SLACK_S
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_host_that_accepts_and_never_speaks_fails_at_the_deadline(session, scheme):
     # HTTPS: the TLS handshake never completes; HTTP: the request is sent, no answer.
     listener = cs.SilentListener()
