@@ -197,6 +197,8 @@ def open_socket(connection: HTTPConnection) -> socket.socket:
         DEADLINES.watch(sock)
         for option in connection.socket_options or ():
             sock.setsockopt(*option)
+        if connection.source_address:
+            sock.bind(connection.source_address)
         remaining = DEADLINES.remaining()
         timeout = cfg.connect_timeout_s if remaining is None else remaining
         sock.settimeout(max(min(timeout, cfg.connect_timeout_s), 0.001))

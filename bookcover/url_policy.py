@@ -4,7 +4,9 @@ The downloader applies these to every URL and every redirect; the address rules
 are applied to the addresses a name resolves to, at the moment of connecting, so
 a name that resolves differently later (DNS rebinding) is checked again. The
 decisions are plain functions of their inputs, so tests check them on addresses
-without sending traffic anywhere.
+without sending traffic anywhere. Behind an HTTP proxy (HTTPS_PROXY and the like)
+the connection is to the proxy, so the address rules apply to the proxy's address
+and the host rules to the URL; the proxy resolves the cover's host itself.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def address_refusal(
     address: Address | str, allow_private: bool, allowed_networks: Iterable[str] = ()
 ) -> str | None:
     """Why connecting to `address` is refused, or None when it is allowed."""
+    if isinstance(address, str):
+        address = address.partition("%")[0]  # getaddrinfo's IPv6 scope: fe80::1%eth0
     address = _unwrapped(ipaddress.ip_address(address))
     if any(address in network for network in ALWAYS_REFUSED):
         return ALWAYS_REFUSED_WHY

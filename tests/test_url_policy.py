@@ -22,6 +22,7 @@ STRICT = dataclasses.replace(FAST, allow_private_addresses=False)
         "169.254.0.1",
         "::ffff:169.254.169.254",  # the same, IPv4-mapped
         "fe80::1",
+        "fe80::1%eth0",  # as getaddrinfo writes a scoped address
         "fd00:ec2::254",
         "100.100.100.200",
         "224.0.0.1",
