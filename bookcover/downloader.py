@@ -8,6 +8,7 @@ import hashlib
 import heapq
 import io
 import itertools
+import logging
 import os
 import random
 import re
@@ -639,11 +640,24 @@ def content_hash(jpeg: bytes) -> str:
 
 
 class CoverCache:
-    """Processed covers keyed by URL (local or gs:// paths), so reruns download nothing twice."""
+    """Processed covers keyed by URL (local or gs:// paths), so reruns download nothing twice.
 
-    def __init__(self, directory: str | None, cover_format: str = constants.COVER_FORMAT):
+    Entries appear whole (written to a temporary name, flushed to disk, renamed) and
+    are checked when read: one that does not decode as a cover of this size and
+    format (a power cut's empty or truncated file) is removed and downloaded again.
+    """
+
+    def __init__(
+        self,
+        directory: str | None,
+        cover_format: str = constants.COVER_FORMAT,
+        size: tuple[int, int] = (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT),
+    ):
         self.directory = directory
+        self.cover_format = cover_format
+        self.size = size
         self.suffix = ".png" if cover_format == "PNG" else ".jpg"
+        self.dropped = 0
         if directory:
             fileio.makedirs(directory)
 
@@ -658,18 +672,41 @@ class CoverCache:
         if not fileio.exists(path):
             return None
         with fileio.open(path, "rb") as f:
-            return f.read()
+            data = f.read()
+        if self._valid(data):
+            return data
+        self.dropped += 1
+        logging.warning("cover cache: %s does not decode as a cover; downloading again", path)
+        try:
+            fileio.remove(path)
+        except (OSError, tf.errors.OpError, fileio.NotFoundError):
+            pass  # another worker removed or replaced it first
+        return None
+
+    def _valid(self, data: bytes) -> bool:
+        try:
+            image = Image.open(io.BytesIO(data), formats=(self.cover_format,))
+            image.load()
+        except Exception:  # noqa: BLE001 - any decoder error means a bad entry
+            return False
+        return image.size == self.size and image.mode == "RGB"
 
     def put(self, url: str, jpeg: bytes) -> None:
         if not self.directory:
             return
         path = self._path(url)
         fileio.makedirs(os.path.dirname(path))
-        # Write then rename: a killed run never leaves half a file in the cache.
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with fileio.open(tmp, "wb") as f:
+        if url_policy.has_scheme(path):  # object stores publish an object whole on close
+            with fileio.open(tmp, "wb") as f:
+                f.write(jpeg)
+            fileio.rename(tmp, path, overwrite=True)
+            return
+        with open(tmp, "wb") as f:
             f.write(jpeg)
-        fileio.rename(tmp, path, overwrite=True)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name says they are
+        os.replace(tmp, path)
 
 
 def download_cover(

@@ -13,6 +13,7 @@ import tensorflow as tf
 from PIL import Image
 from tfx import v1 as tfx
 
+from bookcover import downloader
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
 from pipeline import embedded_data
@@ -124,10 +125,19 @@ def test_every_misbehaviour_ends_as_expected_and_the_cache_serves_the_rerun(serv
     with open(failures_csv) as f:
         assert sorted(r["reason"] for r in csv.DictReader(f)) == expected_failures
 
+    # A power cut's leftovers: one entry truncated, one empty. Both are downloaded again.
+    cache = downloader.CoverCache(str(tmp_path / "cache"))
+    for path, keep in (("/good0.jpg", 100), ("/good1.jpg", 0)):
+        entry = cache._path(server.url + path)
+        with open(entry, "r+b") as f:
+            f.truncate(keep)
     before = dict(server.requests)
-    run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "second", settings)
+    rerun = run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "second", settings)
     stored_paths = [p for p, (_, r) in CASES.items() if r == "stored"] + [p for _, p, _ in good]
-    assert all(server.requests[p] == before[p] for p in stored_paths), "cache missed"
+    again = {p for p in stored_paths if server.requests[p] != before[p]}
+    assert again == {"/good0.jpg", "/good1.jpg"}, "cache missed, or served a broken entry"
+    assert rerun["cache_entries_dropped"] == 2
+    assert (rerun["downloaded"], rerun["cached"]) == (2, stored - 2)
 
 
 def test_too_many_failures_stop_the_run_with_a_clear_message(server, tmp_path):

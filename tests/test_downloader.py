@@ -155,6 +155,23 @@ def test_cache_means_the_second_download_makes_no_request(server, session, tmp_p
     assert server.requests["/ok.jpg"] == 1
 
 
+@pytest.mark.parametrize("keep", [0, 200], ids=["empty", "truncated"])
+def test_a_broken_cache_entry_is_dropped_and_downloaded_again(server, session, tmp_path, keep):
+    server.routes["/ok.jpg"] = cs.send_bytes(images.jpeg())
+    cache = downloader.CoverCache(str(tmp_path / "cache"))
+    good, _ = fetch(server, session, "/ok.jpg", cache=cache)
+    entry = cache._path(server.url + "/ok.jpg")
+    with open(entry, "r+b") as f:
+        f.truncate(keep)
+    again, cached = fetch(server, session, "/ok.jpg", cache=cache)
+    assert (again, cached, cache.dropped) == (good, False, 1)
+    assert server.requests["/ok.jpg"] == 2
+    with open(entry, "rb") as f:
+        assert f.read() == good  # the entry is whole again
+    other_size = downloader.CoverCache(str(tmp_path / "cache"), size=(50, 75))
+    assert other_size.get(server.url + "/ok.jpg") is None  # not a cover of its size
+
+
 def test_backoff_grows_and_respects_retry_after():
     cfg = downloader.FetchConfig(backoff_base_s=1.0, backoff_max_s=10.0)
     assert 0.5 <= downloader.backoff_delay(0, cfg) <= 1.0

@@ -117,6 +117,7 @@ def ingest_counts(metrics, namespace: str, selected: int) -> dict:
         "failed": sum(failed_by_reason.values()),
         "failed_by_reason": failed_by_reason,
         "duplicates_dropped": values.get("duplicates_dropped", 0),
+        "cache_entries_dropped": values.get("cache_entries_dropped", 0),
         "examples": dict(examples),
         **download_stage(spans, values.get("downloaded", 0) + values.get("cached", 0)),
     }

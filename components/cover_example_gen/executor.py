@@ -51,7 +51,7 @@ class DownloadCoversFn(beam.DoFn):
         fetch = self._settings.fetch
         self._session = downloader.make_session(fetch.connections)
         self._cache = downloader.CoverCache(
-            self._settings.cache_dir or None, self._settings.fetch.cover_format
+            self._settings.cache_dir or None, fetch.cover_format, (fetch.width, fetch.height)
         )
         self._pool = concurrent.futures.ThreadPoolExecutor(fetch.connections)
         self._max_in_flight = max(1, fetch.connections) * self.IN_FLIGHT_PER_CONNECTION
@@ -102,6 +102,9 @@ class DownloadCoversFn(beam.DoFn):
                 else:
                     yield WindowedValue(output, timestamp, [window])
         self._pending = set()
+        dropped, self._cache.dropped = self._cache.dropped, 0
+        if dropped:  # unreadable entries (a power cut's), downloaded again
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "cache_entries_dropped").inc(dropped)
         if self._bundle_books:
             # Wall-clock span of the download stage over all bundles and workers:
             # the earliest start and the latest end (analysis.ingest_counts).
