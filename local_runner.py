@@ -273,6 +273,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     if not args.verbose:
         console.quiet_environment()  # before TensorFlow is imported, here and in Beam workers
+    from pipeline import local_run
+
+    output_dir = os.path.abspath(args.output_dir)
+    with local_run.output_lock(output_dir):  # one run per output directory
+        return run_pipeline(args, output_dir)
+
+
+def run_pipeline(args: argparse.Namespace, output_dir: str) -> dict:
     # Imported here so that --help answers without loading TensorFlow.
     from tfx import v1 as tfx
 
@@ -281,7 +289,6 @@ def main(argv: list[str] | None = None) -> dict:
     from components.cover_example_gen.settings import IngestSettings
     from pipeline import embedded_data, local_run, pipeline
 
-    output_dir = os.path.abspath(args.output_dir)
     if args.books_csv:
         csv_path = os.path.abspath(args.books_csv)
         if not os.path.isfile(csv_path):

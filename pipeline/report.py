@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 
 from pipeline import configs
 
@@ -32,8 +33,21 @@ def render_latest_run(connection_config, output_dir: str, **extra) -> dict:
         "components": run.components,
     }
     report_dir = os.path.join(output_dir, REPORT_DIR)
-    found["report"] = html_report.write_report(run.artifacts, found, report_dir)
+    staging = f"{report_dir}.{os.getpid()}.new"
+    index = html_report.write_report(run.artifacts, found, staging)
+    swap_in(staging, report_dir)
+    found["report"] = os.path.join(report_dir, os.path.basename(index))
     return found
+
+
+def swap_in(staging: str, target: str) -> None:
+    """Puts the finished directory `staging` at `target` in two renames, so `target` is
+    never half old and half new (a reader sees the old one, then the new)."""
+    retired = f"{target}.{os.getpid()}.old"
+    if os.path.exists(target):
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def regenerate(output_dir: str) -> str:

@@ -248,3 +248,70 @@ def test_min_books_errors_are_the_one_line_csv_errors(text, message, tmp_path, c
     assert str(e.value.code).startswith("bookcover: ") and message in str(e.value.code)
     assert "\n" not in str(e.value.code)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_second_run_on_one_output_dir_stops_in_one_line_and_a_dead_runs_lock_is_taken(
+    tmp_path,
+):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipeline import local_run
+
+    out = tmp_path / "out"
+    code = (
+        "import sys, time; from pipeline import local_run\n"
+        "with local_run.output_lock(sys.argv[1]):\n"
+        "    print('held', flush=True); time.sleep(300)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as e:
+            local_runner.main(["--output-dir", str(out)])
+        message = str(e.value.code)
+        assert message.startswith(f"bookcover: {out} is in use by pid {holder.pid} (started ")
+        assert "\n" not in message
+        assert sorted(os.listdir(out)) == [local_run.LOCK_FILE]  # nothing of the second run
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    started = time.monotonic()
+    with local_run.output_lock(str(out)) as lock:  # the dead run's lock is taken over
+        assert open(lock).read().startswith(f"pid {os.getpid()} ")
+    assert time.monotonic() - started < 1
+
+
+def test_a_failed_run_says_so_and_moves_the_last_report_aside(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "index.html").write_text("the last run's report")
+    (out / "run_summary.json").write_text(
+        json.dumps({"run_id": "run-1", "state": "finished", "blessed": True, "pushed_model": "x"})
+    )
+    csv_path = tmp_path / "books.csv"
+    csv_path.write_text(
+        "Title,image,categories\nA,http://x/a.jpg,['Art']\n\"open,http://x/b.jpg,[]\n"
+        + "B,http://x/c.jpg,['Art']\n" * 3
+    )
+    with pytest.raises(SystemExit) as e:
+        local_runner.main(["--books-csv", str(csv_path), "--output-dir", str(out)])
+    assert "never closed" in str(e.value.code)
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["state"] == "failed" and "never closed" in summary["error"]
+    assert (summary["blessed"], summary["pushed_model"], summary["report"]) == (False, None, None)
+    assert os.path.exists(summary["log"])
+    moved = summary["previous_run"]["report"]
+    assert moved == str(out / "reports" / "run-1" / "index.html")
+    assert open(moved).read() == "the last run's report"
+    assert not (out / "report").exists()
+    assert [n for n in os.listdir(out) if n.endswith(".tmp")] == []
