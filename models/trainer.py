@@ -17,8 +17,12 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
 from bookcover import constants, progress
-from models import export, history, hyperparameters, inputs, model
+from models import export, history, hyperparameters, inputs, model, resume
 from models.tuning import RecordingGridSearch, grid_size
+
+# Beside the model run's history: the exported epoch's weights and which epoch it was.
+BEST_WEIGHTS = "best.weights.h5"
+BEST_EPOCH_FILE = "best_epoch.json"
 
 
 def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
@@ -263,18 +267,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # Every path here may be a gs:// or s3:// URI on a cluster: fileio, never os.
     fileio.makedirs(run_dir)
     backup_base = config.get("backup_dir") or os.path.join(run_dir, "backup")
-    best_weights = os.path.join(run_dir, "best.weights.h5")
+    # This job's backup: Keras' resume state, the best epoch's weights and every epoch's
+    # history, so a rerun after a kill exports the best of all epochs (models/resume.py).
+    job_dir = backup_dir_for(backup_base, fn_args, hp.values, config)
+    best = resume.TrainingRecord(job_dir)
     callbacks = [
         EpochSeconds(),  # first, so every later callback sees the time in the logs
         EpochLines(epochs),
-        keras.callbacks.BackupAndRestore(backup_dir_for(backup_base, fn_args, hp.values, config)),
-        keras.callbacks.ModelCheckpoint(
-            best_weights,
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
+        best.history_callback,  # before the backup, best_callback after: resume.py
+        keras.callbacks.BackupAndRestore(os.path.join(job_dir, resume.STATE_DIR)),
+        best.best_callback,
         *early_stopping(hp, config.get("patience", hyperparameters.TRAIN_PATIENCE)),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
         *model.schedule_callbacks(hp),
@@ -282,14 +284,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with dtype_policy(policy):
         with strategy.scope():
             cnn = model.build_model(hp, num_classes, steps_per_epoch, epochs)
-        fit = cnn.fit(
+        cnn.fit(
             train,
             validation_data=evaluation,
             epochs=epochs,
             callbacks=callbacks,
             verbose=0,  # EpochLines says what Keras would, one line per epoch
         )
-        if fileio.exists(best_weights):
-            cnn.load_weights(best_weights)
-    history.save_history(fit.history, run_dir)
+        if best.best_weights:
+            cnn.load_weights(best.best_weights)
+            fileio.copy(best.best_weights, os.path.join(run_dir, BEST_WEIGHTS), overwrite=True)
+            resume.write_json(os.path.join(run_dir, BEST_EPOCH_FILE), best.best)
+    history.save_history(best.epochs_history(), run_dir)
     export.export_model(cnn, tf_transform_output, fn_args.serving_model_dir)
+    fileio.rmtree(job_dir)  # done: a rerun of this job trains afresh
