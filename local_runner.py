@@ -187,9 +187,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--accuracy-floor",
-        type=bounded(float, 0, 1),
+        type=bounded(float, 0),
         default=None,
-        help="test accuracy a model needs to be blessed (default 1.5x chance)",
+        help="test accuracy a model needs to be blessed (default 1.5x chance; over 1 "
+        "blesses no model)",
     )
     p.add_argument(
         "--allow-anomalies",

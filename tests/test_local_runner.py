@@ -201,7 +201,7 @@ def test_a_failed_run_says_what_failed_and_where_its_log_is(tmp_path):
         ("--first-filters", "0", "an integer at least 1 and at most 1024"),
         ("--learning-rates", "0", "a number over 0 and at most 10"),
         ("--learning-rates", "nan", "a number over 0 and at most 10"),
-        ("--accuracy-floor", "1.5", "a number at least 0 and at most 1"),
+        ("--accuracy-floor", "-0.1", "a number at least 0"),
         ("--download-deadline", "0", "a number over 0 and at most 86400"),
         ("--direct-num-workers", "-1", "an integer at least 0 and at most 1024"),
         ("--connections", "four", "an integer at least 1"),
