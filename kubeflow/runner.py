@@ -51,6 +51,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# Numeric config keys and their accepted ranges (the local runner's flags have the same).
+RANGES = {
+    "categories": (int, 2, None),
+    "per_class": (int, 1, None),
+    "epochs": (int, 1, None),
+    "tuner_epochs": (int, 1, None),
+    "batch_size": (int, 1, 65536),
+    "accuracy_floor": (float, 0, None),
+}
+
+
+def check_ranges(config: dict) -> None:
+    """A ValueError naming the key and its range for a numeric setting out of it."""
+    for key, (kind, low, high) in RANGES.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is int:
+            number = number and float(value).is_integer()
+        if not number or value < low or (high is not None and value > high) or value != value:
+            upper = "" if high is None else f" and at most {high}"
+            wanted = "an integer" if kind is int else "a number"
+            raise ValueError(
+                f"config key {key!r}: {value!r}: expected {wanted} at least {low}{upper}"
+            )
+
+
 def resource_spec(values: dict):
     """A KFP container ResourceSpec: cpu, memory_gib, and optionally gpu_type/gpu_count."""
     from kfp.pipeline_spec import pipeline_spec_pb2
@@ -74,6 +102,7 @@ def build(config: dict):
     from components.cover_example_gen.settings import IngestSettings
     from pipeline import pipeline, presets
 
+    check_ranges(config)
     root = config["pipeline_root"].rstrip("/")
     books_csv = config["books_csv"]
     training = presets.resolve(
@@ -170,7 +199,10 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     with open(args.config) as f:
         config = json.load(f)
-    job = compile_job(config)
+    try:
+        job = compile_job(config)
+    except ValueError as e:  # a setting out of range or malformed: one line, no traceback
+        raise SystemExit(f"kubeflow.runner: {args.config}: {e}") from None
     if args.vertex_job:
         return write_vertex_job(job, args.vertex_job)
     return write_kfp_package(job, args.output)

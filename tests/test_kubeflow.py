@@ -90,10 +90,14 @@ def container_of(spec, deployment, task_name):
 def test_every_component_with_its_dependencies(compiled):
     spec, _, _ = compiled
     tasks = spec.root.dag.tasks
-    assert {t for t in tasks if not t.startswith("latest_blessed")} == set(UPSTREAM)
+    assert {t for t in tasks if not t.startswith("latest_")} == set(UPSTREAM)
     for name, upstream in UPSTREAM.items():
-        depends = {t for t in tasks[name].dependent_tasks if not t.startswith("latest_blessed")}
+        depends = {t for t in tasks[name].dependent_tasks if not t.startswith("latest_")}
         assert depends == upstream, name
+    # The gate's cache key holds the latest push (a query step of its own).
+    assert any(
+        t.startswith("latest_pushed_model_resolver") for t in tasks["DataGate"].dependent_tasks
+    )
     # TFX splits the latest-blessed-model resolver into two query steps.
     assert "latest_blessed_model_resolver-model-blessing-resolver" in tasks
     assert "latest_blessed_model_resolver-model-resolver" in tasks["Evaluator"].dependent_tasks
@@ -226,3 +230,30 @@ def test_cover_urls_cannot_reach_the_cluster_or_local_files_unless_the_config_al
     assert opened.covers_root == "gs://bucket/covers"
     with pytest.raises(ValueError, match="10.8.0.0/99"):
         runner.build({**base, "allowed_networks": ["10.8.0.0/99"]})
+
+
+@pytest.mark.parametrize(
+    "key, value, accepted",
+    [
+        ("categories", -1, "an integer at least 2"),
+        ("per_class", 0, "an integer at least 1"),
+        ("epochs", 2.5, "an integer at least 1"),
+        ("batch_size", "64", "an integer at least 1 and at most 65536"),
+        ("accuracy_floor", -0.5, "a number at least 0"),
+    ],
+)
+def test_a_numeric_config_key_out_of_range_stops_the_compile(key, value, accepted):
+    base = {"pipeline_root": "gs://bucket/bookcover", "books_csv": "gs://bucket/data/b.csv"}
+    with pytest.raises(ValueError, match=f"config key '{key}': .*expected {accepted}$"):
+        runner.build({**base, key: value})
+
+
+def test_the_compile_command_says_a_bad_setting_in_one_line(tmp_path):
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps({"image": IMAGE, "pipeline_root": "gs://b/r",
+                                  "books_csv": "gs://b/d.csv", "per_class": 0}))  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        runner.main(["--config", str(config), "--output", str(tmp_path / "p.yaml")])
+    assert str(e.value.code) == (
+        f"kubeflow.runner: {config}: config key 'per_class': 0: expected an integer at least 1"
+    )
