@@ -323,6 +323,9 @@ class DataGateSpec(ComponentSpec):
         "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
         "schema": ChannelParameter(type=standard_artifacts.Schema),
         "anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        # The latest push: read for nothing, there so that a new push changes the cache
+        # key and the drift check runs against the newly pushed model's data.
+        "pushed_model": ChannelParameter(type=standard_artifacts.PushedModel, optional=True),
     }
     OUTPUTS = {"verdict": ChannelParameter(type=DataVerdict)}
 
@@ -367,12 +370,14 @@ class DataGate(base_component.BaseComponent):
         serving_model_dir: str,
         allow_anomalies: bool = False,
         custom_validations: str = "",
+        pushed_model: channel.BaseChannel | None = None,
     ):
         super().__init__(
             spec=DataGateSpec(
                 statistics=statistics,
                 schema=schema,
                 anomalies=anomalies,
+                pushed_model=pushed_model,
                 serving_model_dir=serving_model_dir,
                 allow_anomalies=int(allow_anomalies),
                 custom_validations=custom_validations,

@@ -147,6 +147,7 @@ def build(config: dict):
         trainer_backup_dir=f"{root}/trainer_backup",
         beam_pipeline_args=list(config.get("beam_pipeline_args", [])),
         baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        latest_push_strategy=tfx.dsl.experimental.LatestArtifactStrategy,
     )
     resources = config.get("resources", {})
     for component in bookcover.components:

@@ -14,6 +14,7 @@ from components.cover_example_gen.settings import IngestSettings
 from components.cover_pusher import CoverPusher
 from components.data_gate import DataGate
 from components.grid_tuner import CoverTuner
+from components.latest_push_strategy import LatestOrNoneStrategy
 from models import hyperparameters
 from pipeline import configs
 from reporting import run_artifacts
@@ -97,6 +98,7 @@ def create_pipeline(
     trainer_backup_dir: str | None = None,
     num_classes: int | None = None,
     baseline_strategy: type = previous_blessed_model_strategy.PreviousBlessedModelStrategy,
+    latest_push_strategy: type = LatestOrNoneStrategy,
     schema_file: str = configs.SCHEMA_FILE,
     allow_anomalies: bool = False,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
@@ -126,10 +128,18 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     )
+    # The gate compares this data with the pushed model's (drift), so a new push must
+    # run it again: the latest push, found in ML Metadata, is one of its inputs and so
+    # part of its cache key. An unattached channel: the Pusher comes after the gate.
+    pushed_model_resolver = tfx.dsl.Resolver(
+        strategy_class=latest_push_strategy,
+        pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+    ).with_id("latest_pushed_model_resolver")
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
+        pushed_model=pushed_model_resolver.outputs["pushed_model"],
         serving_model_dir=serving_model_dir,
         allow_anomalies=allow_anomalies,
         # Here rather than in ExampleValidator: KFP's compiler cannot pass its proto config.
@@ -218,6 +228,7 @@ def create_pipeline(
         statistics_gen,
         schema_gen,
         example_validator,
+        pushed_model_resolver,
         data_gate,
         transform,
         tuner,

@@ -121,10 +121,21 @@ def test_the_terminal_is_readable(runs):
     assert "Component Trainer is running." in log and "Search space summary" in log
 
 
-def test_rerun_executes_nothing_new(runs):
-    _, _, second, *_ = runs
+def test_a_rerun_checks_the_data_against_the_new_push_and_executes_nothing_else(runs):
+    out, first, second, *_ = runs
     statuses = {name: c["status"] for name, c in second["components"].items()}
-    assert {statuses[name] for name in STEPS} == {"cached"}, statuses
+    # The first run pushed a model: the gate's cache key holds the latest push, so it
+    # runs again, now comparing the data with that model's (and the report reads it).
+    rerun = {"DataGate", "ReportGen"}
+    assert {statuses[name] for name in STEPS - rerun} == {"cached"}, statuses
+    assert {statuses[name] for name in rerun} == {"executed"}, statuses
+    verdicts = sorted(
+        glob.glob(str(out / "pipeline/DataGate/verdict/*/verdict.json")),
+        key=lambda path: int(os.path.basename(os.path.dirname(path))),
+    )
+    baselines = [json.load(open(v))["drift_baseline"] for v in verdicts]
+    assert baselines[0] is None
+    assert os.path.join(first["pushed_model"], "assets.extra/train_statistics.pb") in baselines
 
 
 def test_schema_and_statistics_exist(runs):
