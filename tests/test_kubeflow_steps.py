@@ -38,6 +38,9 @@ def executed(tmp_path_factory):
         "batch_size": 8,
         "accuracy_floor": 0.0,
         "schema_file": configs.SCHEMA_FILE,  # the image's copy is at runner.IMAGE_SCHEMA_FILE
+        # The generated covers are files beside the CSV; a cluster config must say so
+        # (test_kubeflow.py: local files are off by default there).
+        "allow_local_files": True,
     }
     config_path = base / "cluster.json"
     config_path.write_text(json.dumps(config))
