@@ -345,22 +345,10 @@ def read_local(path: str, max_bytes: int, timeout_s: float | None = None) -> byt
     leaving its thread behind). FIFOs, devices and folders are refused unopened."""
     if timeout_s is None:
         return _read_file(path, max_bytes)
-    answer: dict = {}
-    done = threading.Event()
-
-    def run():
-        try:
-            answer["data"] = _read_file(path, max_bytes)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            answer["error"] = e
-        done.set()
-
-    threading.Thread(target=run, name="cover-read", daemon=True).start()
-    if not done.wait(max(timeout_s, 0.0)):
+    answer = url_policy.call_within(lambda: _read_file(path, max_bytes), timeout_s)
+    if answer is None:
         raise CoverError("deadline", f"{path}: not read in {timeout_s:.1f} s")
-    if "error" in answer:
-        raise answer["error"]
-    return answer["data"]
+    return answer[0]
 
 
 def _read_file(path: str, max_bytes: int) -> bytes:

@@ -131,22 +131,32 @@ def resolve(host: str, port: int, timeout_s: float, resolver: Resolver) -> list:
     """
     if literal_address(host) is not None:
         return resolver(host.strip("[]"), port, 0, socket.SOCK_STREAM)
+    answer = call_within(lambda: resolver(host, port, 0, socket.SOCK_STREAM), timeout_s)
+    if answer is None:
+        raise TimeoutError(f"name resolution took over {timeout_s:.1f} s")
+    return answer[0]
+
+
+def call_within(work: Callable, timeout_s: float) -> tuple | None:
+    """(work(),) when it returns within `timeout_s`, None when it does not. For calls
+    nothing can interrupt (the resolver, a read from a hung mount): the call goes on
+    in a daemon thread of its own, left behind; its exception is raised here."""
     answer: dict = {}
     done = threading.Event()
 
     def run():
         try:
-            answer["infos"] = resolver(host, port, 0, socket.SOCK_STREAM)
+            answer["value"] = work()
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             answer["error"] = e
         done.set()
 
-    threading.Thread(target=run, name="cover-resolve", daemon=True).start()
+    threading.Thread(target=run, name="cover-bounded-call", daemon=True).start()
     if not done.wait(max(timeout_s, 0.0)):
-        raise TimeoutError(f"name resolution took over {timeout_s:.1f} s")
+        return None
     if "error" in answer:
         raise answer["error"]
-    return answer["infos"]
+    return (answer["value"],)
 
 
 def has_scheme(location: str) -> bool:
