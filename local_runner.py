@@ -14,25 +14,22 @@ from pipeline import configs
 
 def model_option(text: str) -> tuple[str, object]:
     """NAME=VALUE with VALUE read as JSON (true, 0.1, 64) or else as a string (gap)."""
+    from models.settings import check_model_option
+
     name, sep, value = text.partition("=")
-    if not sep or name not in hyperparameters.MODEL_OPTIONS:
+    if not sep:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected NAME=VALUE with NAME one of "
-            f"{', '.join(hyperparameters.MODEL_OPTIONS)}"
+            f"{', '.join(hyperparameters.MODEL_OPTION_NAMES)}"
         )
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
-    expected = type(hyperparameters.MODEL_OPTIONS[name])
-    if expected is float and isinstance(parsed, int) and not isinstance(parsed, bool):
-        parsed = float(parsed)
-    if not isinstance(parsed, expected) or (expected is int and isinstance(parsed, bool)):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: {name} takes a {expected.__name__}, like "
-            f"{json.dumps(hyperparameters.MODEL_OPTIONS[name])}"
-        )
-    return name, parsed
+    try:
+        return name, check_model_option(name, parsed)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
 def bounded(kind: type, low: float, high: float | None = None, low_open: bool = False):
@@ -74,7 +71,7 @@ def host_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def training_settings_from(args: argparse.Namespace):
+def training_settings_from(args: argparse.Namespace, output_dir: str = ""):
     """The model preset with the flags' overrides (pipeline/presets.py, shared with Kubeflow)."""
     from pipeline import presets
 
@@ -86,6 +83,32 @@ def training_settings_from(args: argparse.Namespace):
         epochs=args.epochs,
         model_options=dict(args.model_option),
         embedded=not args.books_csv,
+        tuner_epochs=args.tuner_epochs,
+        mixed_precision=args.mixed_precision,
+        backup_dir=os.path.join(output_dir, "trainer_backup") if output_dir else "",
+    )
+
+
+def ingest_settings_from(args: argparse.Namespace, top_k: int | None, output_dir: str):
+    """What CoverExampleGen selects, samples and fetches, from the flags."""
+    from bookcover.downloader import FetchConfig
+    from components.cover_example_gen.settings import IngestSettings
+
+    return IngestSettings(
+        top_k=None if args.min_books else top_k,
+        min_books=args.min_books,
+        per_class=args.per_class or constants.PER_CLASS,
+        balance=args.balance,
+        cache_dir=os.path.join(output_dir, "cache", "covers"),
+        fetch=FetchConfig(
+            connections=args.connections,
+            deadline_s=args.download_deadline,
+            cover_format=args.cover_format,
+            allow_private_addresses=not args.refuse_private_addresses,
+            allowed_networks=tuple(args.allow_network),
+            allowed_hosts=tuple(args.allow_host),
+            covers_root=os.path.abspath(args.covers_root) if args.covers_root else "",
+        ),
     )
 
 
@@ -136,8 +159,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tuner-epochs",
         type=bounded(int, 1),
-        default=hyperparameters.TUNER_EPOCHS,
-        help="epochs per grid-search trial",
+        default=None,
+        help=f"epochs per grid-search trial (default {hyperparameters.TUNER_EPOCHS})",
     )
     p.add_argument(
         "--learning-rates",
@@ -145,7 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=None,
         help="grid: learning rates (default: the preset's, "
-        f"{' '.join(map(str, hyperparameters.LEARNING_RATES))} for 'default')",
+        f"{' '.join(map(str, hyperparameters.PRESETS['default'].learning_rates))} for 'default')",
     )
     p.add_argument(
         "--first-filters",
@@ -153,19 +176,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         nargs="+",
         default=None,
         help="grid: filters of the first convolution (default: the preset's, "
-        f"{' '.join(map(str, hyperparameters.FIRST_FILTERS))} for 'default')",
+        f"{' '.join(map(str, hyperparameters.PRESETS['default'].first_filters))} for 'default')",
     )
     p.add_argument(
         "--batch-size",
         type=bounded(int, 1, 65536),
         default=None,
-        help=f"per-replica batch size (default: the preset's, {hyperparameters.BATCH_SIZE} for "
-        f"'default', {hyperparameters.SEED_BATCH_SIZE} for 'seed'; {configs.EMBEDDED_BATCH_SIZE} "
+        help="per-replica batch size (default: the preset's, "
+        f"{hyperparameters.PRESETS['default'].batch_size} for 'default', "
+        f"{hyperparameters.PRESETS['seed'].batch_size} for 'seed'; {configs.EMBEDDED_BATCH_SIZE} "
         "for the embedded data)",
     )
     p.add_argument(
         "--model-preset",
-        choices=sorted(hyperparameters.MODEL_PRESETS),
+        choices=sorted(hyperparameters.PRESETS),
         default="default",
         help="model and training options: 'default' (the best measured on real covers) or "
         "'seed' (the seed work's exact CNN and training, the baseline)",
@@ -177,13 +201,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         type=model_option,
         help="override one model option of the preset, e.g. augment=true, head=gap, "
-        f"label_smoothing=0.1 (repeatable; names: {', '.join(hyperparameters.MODEL_OPTIONS)})",
+        f"label_smoothing=0.1 (repeatable; names: {', '.join(hyperparameters.MODEL_OPTION_NAMES)})",
     )
     p.add_argument(
         "--mixed-precision",
         choices=hyperparameters.MIXED_PRECISION_CHOICES,
-        default=hyperparameters.MIXED_PRECISION,
-        help="Trainer precision: 'auto' uses mixed_float16 when a GPU is present",
+        default=None,
+        help=f"Trainer precision (default {hyperparameters.MIXED_PRECISION}): 'auto' uses "
+        "mixed_float16 when a GPU is present",
     )
     p.add_argument(
         "--accuracy-floor",
@@ -281,79 +306,62 @@ def main(argv: list[str] | None = None) -> dict:
         return run_pipeline(args, output_dir)
 
 
-def run_pipeline(args: argparse.Namespace, output_dir: str) -> dict:
-    # Imported here so that --help answers without loading TensorFlow.
-    from tfx import v1 as tfx
-
-    from bookcover.downloader import FetchConfig
-    from components import books_csv
-    from components.cover_example_gen.settings import IngestSettings
-    from pipeline import embedded_data, local_run, pipeline
+def books_csv_path(args: argparse.Namespace, output_dir: str) -> tuple[str, int]:
+    """The CSV this run reads (the embedded data's, generated once, without --books-csv)
+    and the number of categories to keep by size."""
+    from pipeline import embedded_data
 
     if args.books_csv:
         csv_path = os.path.abspath(args.books_csv)
         if not os.path.isfile(csv_path):
             sys.exit(f"--books-csv: no such file: {csv_path}")
-        categories = args.categories or constants.NUM_CATEGORIES
-    else:
-        data_dir = os.path.join(output_dir, "embedded_data")
-        csv_path = os.path.join(data_dir, "books_data.csv")
-        if not os.path.exists(csv_path):  # generate once: its mtime is part of the cache key
-            embedded_data.generate(data_dir)
-        categories = args.categories or configs.EMBEDDED_CATEGORIES
+        return csv_path, args.categories or constants.NUM_CATEGORIES
+    data_dir = os.path.join(output_dir, "embedded_data")
+    csv_path = os.path.join(data_dir, "books_data.csv")
+    if not os.path.exists(csv_path):  # generate once: its mtime is part of the cache key
+        embedded_data.generate(data_dir)
+    return csv_path, args.categories or configs.EMBEDDED_CATEGORIES
 
-    num_classes = None
-    if args.min_books:
-        categories = None
-        try:
-            num_classes = books_csv.count_selected_categories(csv_path, min_books=args.min_books)
-        except ValueError as e:  # CsvFormatError too: the one line every CSV error gets
-            sys.exit(
-                f"bookcover: {e}"
-                if isinstance(e, books_csv.CsvFormatError)
-                else f"bookcover: {csv_path}: --min-books {args.min_books}: {e}"
-            )
-    settings = IngestSettings(
-        top_k=categories,
-        min_books=args.min_books,
-        per_class=args.per_class or constants.PER_CLASS,
-        balance=args.balance,
-        cache_dir=os.path.join(output_dir, "cache", "covers"),
-        fetch=FetchConfig(
-            connections=args.connections,
-            deadline_s=args.download_deadline,
-            cover_format=args.cover_format,
-            allow_private_addresses=not args.refuse_private_addresses,
-            allowed_networks=tuple(args.allow_network),
-            allowed_hosts=tuple(args.allow_host),
-            covers_root=os.path.abspath(args.covers_root) if args.covers_root else "",
-        ),
-    )
-    training = training_settings_from(args)
+
+def categories_at_least(csv_path: str, min_books: int) -> int:
+    """How many categories --min-books keeps; a bad CSV or setting ends the run in one line."""
+    from components import books_csv
+
+    try:
+        return books_csv.count_selected_categories(csv_path, min_books=min_books)
+    except ValueError as e:  # CsvFormatError too: the one line every CSV error gets
+        sys.exit(
+            f"bookcover: {e}"
+            if isinstance(e, books_csv.CsvFormatError)
+            else f"bookcover: {csv_path}: --min-books {min_books}: {e}"
+        )
+
+
+def run_pipeline(args: argparse.Namespace, output_dir: str) -> dict:
+    # Imported here so that --help answers without loading TensorFlow.
+    from tfx import v1 as tfx
+
+    from pipeline import local_run, pipeline
+
+    csv_path, categories = books_csv_path(args, output_dir)
+    num_classes = categories_at_least(csv_path, args.min_books) if args.min_books else None
     metadata_path = os.path.join(output_dir, "metadata.sqlite")
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-    bookcover = pipeline.create_pipeline(
+    bookcover_pipeline = pipeline.create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=os.path.join(output_dir, "pipeline"),
         data_dir=os.path.dirname(csv_path),
         csv_name=os.path.basename(csv_path),
-        ingest_settings=settings,
+        ingest=ingest_settings_from(args, categories, output_dir),
+        training=training_settings_from(args, output_dir),
         serving_model_dir=os.path.join(output_dir, "serving_model"),
-        learning_rates=training.learning_rates,
-        first_filters=training.first_filters,
-        tuner_epochs=args.tuner_epochs,
-        train_epochs=training.train_epochs,
-        batch_size=training.batch_size,
-        model_options=training.model_options,
-        mixed_precision=args.mixed_precision,
         accuracy_floor=args.accuracy_floor,
-        trainer_backup_dir=os.path.join(output_dir, "trainer_backup"),
         num_classes=num_classes,
         allow_anomalies=args.allow_anomalies,
         metadata_connection_config=connection,
         beam_pipeline_args=pipeline.direct_runner_args(args.direct_num_workers),
     )
-    return local_run.run(bookcover, connection, output_dir, args.verbose)
+    return local_run.run(bookcover_pipeline, connection, output_dir, args.verbose)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def train(root: str, data: dict, devices: int) -> list[float]:
         data["eval_files"],
         os.path.join(root, "graph"),
         out_dir,
-        epochs=EPOCHS,
+        train_epochs=EPOCHS,
         learning_rates=[hyperparameters.LEARNING_RATES[0]],
         first_filters=[hyperparameters.FIRST_FILTERS[0]],
         batch_size=hyperparameters.BATCH_SIZE // devices,

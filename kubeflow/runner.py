@@ -18,8 +18,6 @@ import argparse
 import json
 import os
 
-from bookcover import constants
-from models import hyperparameters
 from pipeline import configs
 
 DEFAULT_RESOURCES = "default"
@@ -51,15 +49,75 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# Every key a cluster config may hold, by what it sets (config.example.json has them
+# all); any other key stops the compile, so a misspelt one cannot become a default.
+CLUSTER_KEYS = (
+    "image",
+    "pipeline_root",
+    "books_csv",
+    "pipeline_name",
+    "serving_model_dir",
+    "schema_file",
+    "beam_pipeline_args",
+    "resources",
+    "accuracy_floor",
+    "allow_anomalies",
+)
+# The local runner's ingestion flags, by the same names (allow_private_addresses is
+# --refuse-private-addresses turned round: a cluster refuses them by default).
+INGEST_KEYS = (
+    "categories",
+    "min_books",
+    "per_class",
+    "balance",
+    "max_failure_share",
+    "connections",
+    "download_deadline",
+    "cover_format",
+    "allow_private_addresses",
+    "allowed_networks",
+    "allowed_hosts",
+    "allow_local_files",
+    "covers_root",
+)
+TRAINING_KEYS = (
+    "model_preset",
+    "model_options",
+    "learning_rates",
+    "first_filters",
+    "batch_size",
+    "epochs",
+    "tuner_epochs",
+    "mixed_precision",
+)
+REQUIRED_KEYS = ("pipeline_root", "books_csv")
+
 # Numeric config keys and their accepted ranges (the local runner's flags have the same).
 RANGES = {
     "categories": (int, 2, None),
+    "min_books": (int, 1, None),
     "per_class": (int, 1, None),
+    "max_failure_share": (float, 0, 1),
+    "connections": (int, 1, 1024),
+    "download_deadline": (float, 0, 86400),
     "epochs": (int, 1, None),
     "tuner_epochs": (int, 1, None),
     "batch_size": (int, 1, 65536),
     "accuracy_floor": (float, 0, None),
 }
+
+
+def check_keys(config: dict) -> None:
+    """A ValueError naming any unknown key (with the known ones) or missing required key."""
+    known = (*CLUSTER_KEYS, *INGEST_KEYS, *TRAINING_KEYS)
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"missing config key(s) {', '.join(map(repr, missing))}")
 
 
 def check_ranges(config: dict) -> None:
@@ -77,6 +135,58 @@ def check_ranges(config: dict) -> None:
             raise ValueError(
                 f"config key {key!r}: {value!r}: expected {wanted} at least {low}{upper}"
             )
+
+
+def ingest_settings(config: dict, root: str):
+    """CoverExampleGen's settings from the config: every ingestion setting is settable."""
+    from bookcover import url_policy
+    from bookcover.downloader import FetchConfig
+    from components.cover_example_gen.settings import IngestSettings
+
+    fetch = {
+        "connections": config.get("connections"),
+        "deadline_s": config.get("download_deadline"),
+        "cover_format": config.get("cover_format"),
+        # A cluster worker can reach the cluster's own services: cover URLs may
+        # not, and local files are off, unless the config says otherwise.
+        "allow_private_addresses": config.get("allow_private_addresses", False),
+        "allowed_networks": url_policy.parse_networks(config.get("allowed_networks", [])),
+        "allowed_hosts": url_policy.parse_hosts(config.get("allowed_hosts", [])),
+        "allow_local_files": config.get("allow_local_files", False),
+        "covers_root": config.get("covers_root"),
+    }
+    selection = {
+        "top_k": config.get("categories"),
+        "min_books": config.get("min_books"),
+        "per_class": config.get("per_class"),
+        "balance": config.get("balance"),
+        "max_failure_share": config.get("max_failure_share"),
+    }
+    given = {name: value for name, value in selection.items() if value is not None}
+    if config.get("min_books"):  # instead of the K largest, as --min-books is
+        given["top_k"] = None
+    return IngestSettings(
+        **given,
+        cache_dir=f"{root}/cache/covers",
+        fetch=FetchConfig(**{name: value for name, value in fetch.items() if value is not None}),
+    )
+
+
+def training_settings(config: dict, root: str):
+    """The Tuner's and the Trainer's settings: the preset with the config's overrides."""
+    from pipeline import presets
+
+    return presets.resolve(
+        config.get("model_preset", "default"),
+        learning_rates=config.get("learning_rates"),
+        first_filters=config.get("first_filters"),
+        batch_size=config.get("batch_size"),
+        epochs=config.get("epochs"),
+        model_options=config.get("model_options"),
+        tuner_epochs=config.get("tuner_epochs"),
+        mixed_precision=config.get("mixed_precision"),
+        backup_dir=f"{root}/trainer_backup",
+    )
 
 
 def resource_spec(values: dict):
@@ -97,64 +207,38 @@ def build(config: dict):
     """The same create_pipeline(...) as local_runner.py, with the cluster's settings."""
     from tfx import v1 as tfx
 
-    from bookcover import url_policy
-    from bookcover.downloader import FetchConfig
-    from components.cover_example_gen.settings import IngestSettings
-    from pipeline import pipeline, presets
+    from components import books_csv
+    from pipeline import pipeline
 
+    check_keys(config)
     check_ranges(config)
     root = config["pipeline_root"].rstrip("/")
-    books_csv = config["books_csv"]
-    training = presets.resolve(
-        config.get("model_preset", "default"),
-        learning_rates=config.get("learning_rates"),
-        first_filters=config.get("first_filters"),
-        batch_size=config.get("batch_size"),
-        epochs=config.get("epochs"),
-        model_options=config.get("model_options"),
-    )
-    bookcover = pipeline.create_pipeline(
+    books = config["books_csv"]
+    num_classes = None
+    if config.get("min_books"):  # read from the CSV itself, as the local runner does
+        num_classes = books_csv.count_selected_categories(books, min_books=config["min_books"])
+    bookcover_pipeline = pipeline.create_pipeline(
         pipeline_name=config.get("pipeline_name", configs.PIPELINE_NAME),
         pipeline_root=root,
-        data_dir=os.path.dirname(books_csv),
-        csv_name=os.path.basename(books_csv),
-        ingest_settings=IngestSettings(
-            top_k=config.get("categories", constants.NUM_CATEGORIES),
-            per_class=config.get("per_class", constants.PER_CLASS),
-            balance=config.get("balance", constants.BALANCE_CLASSES),
-            cache_dir=f"{root}/cache/covers",
-            # A cluster worker can reach the cluster's own services: cover URLs may
-            # not, and local files are off, unless the config says otherwise.
-            fetch=FetchConfig(
-                allow_private_addresses=config.get("allow_private_addresses", False),
-                allowed_networks=url_policy.parse_networks(config.get("allowed_networks", [])),
-                allowed_hosts=url_policy.parse_hosts(config.get("allowed_hosts", [])),
-                allow_local_files=config.get("allow_local_files", False),
-                covers_root=config.get("covers_root", ""),
-            ),
-        ),
+        data_dir=os.path.dirname(books),
+        csv_name=os.path.basename(books),
+        ingest=ingest_settings(config, root),
+        training=training_settings(config, root),
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
-        learning_rates=training.learning_rates,
-        first_filters=training.first_filters,
-        train_epochs=training.train_epochs,
-        tuner_epochs=config.get("tuner_epochs", hyperparameters.TUNER_EPOCHS),
-        batch_size=training.batch_size,
-        model_options=training.model_options,
-        mixed_precision=config.get("mixed_precision", hyperparameters.MIXED_PRECISION),
         accuracy_floor=config.get("accuracy_floor"),
+        num_classes=num_classes,
         schema_file=config.get("schema_file", IMAGE_SCHEMA_FILE),
         allow_anomalies=config.get("allow_anomalies", False),
-        trainer_backup_dir=f"{root}/trainer_backup",
         beam_pipeline_args=list(config.get("beam_pipeline_args", [])),
         baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,
         latest_push_strategy=tfx.dsl.experimental.LatestArtifactStrategy,
     )
     resources = config.get("resources", {})
-    for component in bookcover.components:
+    for component in bookcover_pipeline.components:
         values = resources.get(component.id, resources.get(DEFAULT_RESOURCES))
         if values and hasattr(component, "with_platform_config"):
             component.with_platform_config(resource_spec(values))
-    return bookcover
+    return bookcover_pipeline
 
 
 def compile_job(config: dict) -> dict:

@@ -1,8 +1,12 @@
 """The model's hyperparameters: the Tuner's grid, the fixed options, the presets, training lengths.
 
-The pipeline passes them to the Tuner and the Trainer through custom_config;
-models/ reads its defaults from here. Measured effects: benchmarks/README.md.
+The pipeline passes them to the Tuner and the Trainer as one TrainingSettings
+(models/settings.py), whose defaults come from here. Measured effects:
+benchmarks/README.md.
 """
+
+import dataclasses
+from types import MappingProxyType
 
 # The grid (Tuner choices): the seed's, and the default's (smaller first
 # layers: the residual network doubles them at every stage).
@@ -14,8 +18,8 @@ LEARNING_RATES = (5e-4, 1e-3, 2e-3)
 FIRST_FILTERS = (12, 16)
 # Every other hyperparameter, fixed during the search. SEED_MODEL_OPTIONS is
 # the seed work's exact model and training, kept as the baseline;
-# MODEL_OPTIONS is the default (`--model-preset` picks one, `--model-option`
-# overrides single values).
+# DEFAULT_MODEL_OPTIONS is the default (`--model-preset` picks a Preset,
+# `--model-option` overrides single values). Both name every option.
 SEED_MODEL_OPTIONS = {
     "architecture": "seed_cnn",  # or "resnet", "pretrained" (models/model.py ARCHITECTURES)
     "filter_step": 16,
@@ -44,7 +48,7 @@ SEED_MODEL_OPTIONS = {
 }
 # The best configuration measured on real covers (benchmarks/quality.py,
 # benchmarks/README.md): what each change gave is written down there.
-MODEL_OPTIONS = {
+DEFAULT_MODEL_OPTIONS = {
     **SEED_MODEL_OPTIONS,
     "architecture": "resnet",
     "head": "gap",
@@ -58,11 +62,8 @@ MODEL_OPTIONS = {
     "lr_schedule": "cosine",
     "class_weights": True,
 }
-MODEL_PRESETS = {"default": MODEL_OPTIONS, "seed": SEED_MODEL_OPTIONS}
-GRIDS = {
-    "default": (LEARNING_RATES, FIRST_FILTERS),
-    "seed": (SEED_LEARNING_RATES, SEED_FIRST_FILTERS),
-}
+# The options' names, in the order the search space fixes them.
+MODEL_OPTION_NAMES = tuple(SEED_MODEL_OPTIONS)
 # keras.applications backbones and the module whose preprocess_input they need.
 BACKBONES = {
     "EfficientNetB0": "efficientnet",
@@ -74,7 +75,29 @@ BACKBONES = {
 # better on real covers: benchmarks/README.md), the seed's 128 for its preset.
 BATCH_SIZE = 64
 SEED_BATCH_SIZE = 128
-BATCH_SIZES = {"default": BATCH_SIZE, "seed": SEED_BATCH_SIZE}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named starting point for training: its grid, batch size and model options."""
+
+    learning_rates: tuple[float, ...]
+    first_filters: tuple[int, ...]
+    batch_size: int
+    model_options: MappingProxyType
+
+
+PRESETS = {
+    "default": Preset(
+        LEARNING_RATES, FIRST_FILTERS, BATCH_SIZE, MappingProxyType(DEFAULT_MODEL_OPTIONS)
+    ),
+    "seed": Preset(
+        SEED_LEARNING_RATES,
+        SEED_FIRST_FILTERS,
+        SEED_BATCH_SIZE,
+        MappingProxyType(SEED_MODEL_OPTIONS),
+    ),
+}
 # Standardised covers lie well inside this range; augmentation clips to it.
 STANDARDISED_RANGE = (-4.0, 4.0)
 WARMUP_EPOCHS = 2

@@ -13,20 +13,20 @@ from models.augmentation import augmentation
 
 
 def default_hyperparameters(
-    learning_rates=hyperparameters.LEARNING_RATES,
-    first_filters=hyperparameters.FIRST_FILTERS,
+    learning_rates=hyperparameters.PRESETS["default"].learning_rates,
+    first_filters=hyperparameters.PRESETS["default"].first_filters,
     options: dict | None = None,
 ) -> keras_tuner.HyperParameters:
     """The search space: the grid as choices, every other setting fixed.
 
-    `options` overrides fixed values by name (hyperparameters.MODEL_OPTIONS lists them
-    with their defaults); an unknown name is an error, not a silent no-op.
+    `options` overrides the default preset's fixed values by name
+    (hyperparameters.MODEL_OPTION_NAMES); an unknown name is an error, not a silent no-op.
     """
-    fixed = {**hyperparameters.MODEL_OPTIONS, **(options or {})}
-    unknown = sorted(set(fixed) - set(hyperparameters.MODEL_OPTIONS))
+    fixed = {**hyperparameters.DEFAULT_MODEL_OPTIONS, **(options or {})}
+    unknown = sorted(set(fixed) - set(hyperparameters.MODEL_OPTION_NAMES))
     if unknown:
         raise ValueError(
-            f"unknown model option(s) {unknown}; known: {sorted(hyperparameters.MODEL_OPTIONS)}"
+            f"unknown model option(s) {unknown}; known: {list(hyperparameters.MODEL_OPTION_NAMES)}"
         )
     if fixed["architecture"] not in ARCHITECTURES:
         raise ValueError(

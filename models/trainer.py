@@ -18,6 +18,7 @@ from tfx.dsl.io import fileio
 
 from bookcover import constants, progress
 from models import export, history, hyperparameters, inputs, model, resume
+from models.settings import TrainingSettings
 from models.tuning import RecordingGridSearch, grid_size
 
 # Beside the model run's history: the exported epoch's weights and which epoch it was.
@@ -141,23 +142,20 @@ def early_stopping(
     ]
 
 
-def search_space(config: dict) -> keras_tuner.HyperParameters:
-    """The grid and the fixed model options from the custom_config the pipeline gives the
-    Tuner and the Trainer alike."""
+def search_space(settings: TrainingSettings) -> keras_tuner.HyperParameters:
+    """The grid and the fixed model options, the same for the Tuner and the Trainer."""
     return model.default_hyperparameters(
-        config.get("learning_rates", hyperparameters.LEARNING_RATES),
-        config.get("first_filters", hyperparameters.FIRST_FILTERS),
-        config.get("model_options"),
+        settings.learning_rates, settings.first_filters, settings.model_options
     )
 
 
 # TFX Tuner calls this.
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """A grid search over learning rate x first-layer filters, early-stopped on val loss."""
-    config = fn_args.custom_config or {}
+    settings = TrainingSettings.from_dict(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     num_classes = num_classes_of(tf_transform_output)
-    hp = search_space(config)
+    hp = search_space(settings)
     tuner = RecordingGridSearch(
         hypermodel=lambda trial_hp: model.build_model(trial_hp, num_classes),
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
@@ -170,20 +168,12 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     counts = None
     if hp.get("class_weights"):
         counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
-    train, evaluation = datasets(
-        fn_args,
-        tf_transform_output,
-        config.get("batch_size", hyperparameters.BATCH_SIZE),
-        hp,
-        counts,
-    )
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.get("patience", hyperparameters.TUNER_PATIENCE)
-    )
+    train, evaluation = datasets(fn_args, tf_transform_output, settings.batch_size, hp, counts)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.tuner_patience)
     fit_kwargs = {
         "x": train,
         "validation_data": evaluation,
-        "epochs": config.get("epochs", hyperparameters.TUNER_EPOCHS),
+        "epochs": settings.tuner_epochs,
         "callbacks": [stop],
         "verbose": 0,  # tuning.RecordingGridSearch logs one line per trial
     }
@@ -207,7 +197,7 @@ def dtype_policy(name: str):
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def backup_dir_for(base: str, fn_args, hparams: dict, config: dict) -> str:
+def backup_dir_for(base: str, fn_args, hparams: dict, settings: TrainingSettings) -> str:
     """A stable directory per training job, so a killed run (and only it) resumes."""
     identity = json.dumps(
         {
@@ -215,7 +205,7 @@ def backup_dir_for(base: str, fn_args, hparams: dict, config: dict) -> str:
             "eval": sorted(fn_args.eval_files),
             "transform": fn_args.transform_graph_path,
             "hparams": hparams,
-            "config": {k: v for k, v in config.items() if k != "backup_dir"},
+            "settings": {k: v for k, v in settings.for_trainer().items() if k != "backup_dir"},
         },
         sort_keys=True,
         default=str,
@@ -223,28 +213,26 @@ def backup_dir_for(base: str, fn_args, hparams: dict, config: dict) -> str:
     return os.path.join(base, hashlib.sha1(identity.encode()).hexdigest()[:16])
 
 
-def hyperparameters_from(fn_args) -> keras_tuner.HyperParameters:
+def hyperparameters_from(
+    fn_args, settings: TrainingSettings | None = None
+) -> keras_tuner.HyperParameters:
     """The Tuner's best values; without a Tuner, the first value of each choice."""
     if fn_args.hyperparameters:
         return keras_tuner.HyperParameters.from_config(fn_args.hyperparameters)
-    return search_space(fn_args.custom_config or {})
+    return search_space(settings or TrainingSettings.from_dict(fn_args.custom_config))
 
 
 # TFX Trainer calls this.
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the CNN with the best hyperparameters and exports the serving model."""
-    config = fn_args.custom_config or {}
+    settings = TrainingSettings.from_dict(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     num_classes = num_classes_of(tf_transform_output)
-    hp = hyperparameters_from(fn_args)
+    hp = hyperparameters_from(fn_args, settings)
     strategy = training_strategy()
     replicas = strategy.num_replicas_in_sync
-    batch_size = config.get("batch_size", hyperparameters.BATCH_SIZE)
-    policy = (
-        "mixed_float16"
-        if use_mixed_precision(config.get("mixed_precision", hyperparameters.MIXED_PRECISION))
-        else "float32"
-    )
+    batch_size = settings.batch_size
+    policy = "mixed_float16" if use_mixed_precision(settings.mixed_precision) else "float32"
     logging.info(
         "training on %d replica(s), global batch %d, policy %s",
         replicas,
@@ -255,7 +243,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
     train, evaluation = datasets(fn_args, tf_transform_output, batch_size, hp, counts, strategy)
     steps_per_epoch = max(1, -(-sum(counts) // (batch_size * replicas)))
-    epochs = config.get("epochs", hyperparameters.TRAIN_EPOCHS)
+    epochs = settings.train_epochs
     logging.info(
         "training examples per class %s, class weights %s, mixup %s",
         counts,
@@ -266,10 +254,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     run_dir = fn_args.model_run_dir
     # Every path here may be a gs:// or s3:// URI on a cluster: fileio, never os.
     fileio.makedirs(run_dir)
-    backup_base = config.get("backup_dir") or os.path.join(run_dir, "backup")
+    backup_base = settings.backup_dir or os.path.join(run_dir, "backup")
     # This job's backup: Keras' resume state, the best epoch's weights and every epoch's
     # history, so a rerun after a kill exports the best of all epochs (models/resume.py).
-    job_dir = backup_dir_for(backup_base, fn_args, hp.values, config)
+    job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings)
     best = resume.TrainingRecord(job_dir)
     callbacks = [
         EpochSeconds(),  # first, so every later callback sees the time in the logs
@@ -277,7 +265,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         best.history_callback,  # before the backup, best_callback after: resume.py
         keras.callbacks.BackupAndRestore(os.path.join(job_dir, resume.STATE_DIR)),
         best.best_callback,
-        *early_stopping(hp, config.get("patience", hyperparameters.TRAIN_PATIENCE)),
+        *early_stopping(hp, settings.train_patience),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
         *model.schedule_callbacks(hp),
     ]

@@ -15,7 +15,7 @@ from components.cover_pusher import CoverPusher
 from components.data_gate import DataGate
 from components.grid_tuner import CoverTuner
 from components.latest_push_strategy import LatestOrNoneStrategy
-from models import hyperparameters
+from models.settings import TrainingSettings
 from pipeline import configs
 from reporting import run_artifacts
 from reporting.component import ReportGen
@@ -80,42 +80,17 @@ def direct_runner_args(num_workers: int = configs.DIRECT_NUM_WORKERS) -> list[st
     ]
 
 
-def create_pipeline(
-    pipeline_name: str,
-    pipeline_root: str,
+def data_steps(
     data_dir: str,
     csv_name: str,
-    ingest_settings: IngestSettings,
+    ingest: IngestSettings,
     serving_model_dir: str,
-    learning_rates: tuple[float, ...] = hyperparameters.LEARNING_RATES,
-    first_filters: tuple[int, ...] = hyperparameters.FIRST_FILTERS,
-    tuner_epochs: int = hyperparameters.TUNER_EPOCHS,
-    train_epochs: int = hyperparameters.TRAIN_EPOCHS,
-    batch_size: int = hyperparameters.BATCH_SIZE,
-    model_options: dict | None = None,
-    mixed_precision: str = hyperparameters.MIXED_PRECISION,
-    accuracy_floor: float | None = None,
-    trainer_backup_dir: str | None = None,
-    num_classes: int | None = None,
-    baseline_strategy: type = previous_blessed_model_strategy.PreviousBlessedModelStrategy,
-    latest_push_strategy: type = LatestOrNoneStrategy,
-    schema_file: str = configs.SCHEMA_FILE,
-    allow_anomalies: bool = False,
-    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
-    beam_pipeline_args: list[str] | None = None,
-) -> tfx.dsl.Pipeline:
-    """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator, Pusher, the report."""
-    num_classes = num_classes or ingest_settings.top_k
-    if not num_classes:
-        raise ValueError(
-            "the number of categories must be known when the pipeline is built: select by "
-            "top_k, or pass num_classes (books_csv.count_selected_categories)"
-        )
-    if accuracy_floor is None:
-        accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
-
-    example_gen = CoverExampleGen(input_base=data_dir, settings=ingest_settings, csv_name=csv_name)
-
+    schema_file: str,
+    allow_anomalies: bool,
+    latest_push_strategy: type,
+) -> dict:
+    """Ingestion and data validation, by step id: nothing after them runs on data the gate stops."""
+    example_gen = CoverExampleGen(input_base=data_dir, settings=ingest, csv_name=csv_name)
     # The reviewed schema, not one inferred from this run's own data (schema/README.md).
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file)
     statistics_gen = tfx.components.StatisticsGen(
@@ -145,10 +120,16 @@ def create_pipeline(
         # Here rather than in ExampleValidator: KFP's compiler cannot pass its proto config.
         custom_validations=custom_validations(),
     )
+    steps = [example_gen, statistics_gen, schema_gen, example_validator]
+    return {step.id: step for step in [*steps, pushed_model_resolver, data_gate]}
 
+
+def training_steps(data: dict, training: TrainingSettings, num_classes: int) -> dict:
+    """Transform, the grid search and training, by step id, after the data gate."""
+    examples = data["CoverExampleGen"].outputs["examples"]
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
+        examples=examples,
+        schema=data["ImportSchemaGen"].outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config={"num_classes": num_classes},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
@@ -157,43 +138,35 @@ def create_pipeline(
         disable_statistics=True,
     )
     # Validate, then transform: nothing trains on data the gate stopped.
-    transform.add_upstream_node(data_gate)
-
-    # The Tuner and the Trainer read the same data and the same search space.
+    transform.add_upstream_node(data["DataGate"])
+    # The Tuner and the Trainer read the same data and one TrainingSettings, each
+    # without the keys only the other reads (models/settings.py).
     training_inputs = {
-        "examples": example_gen.outputs["examples"],
+        "examples": examples,
         "transform_graph": transform.outputs["transform_graph"],
         "train_args": tfx.proto.TrainArgs(splits=["train"]),
         "eval_args": tfx.proto.EvalArgs(splits=["eval"]),
     }
-    training_config = {
-        "learning_rates": list(learning_rates),
-        "first_filters": list(first_filters),
-        "batch_size": batch_size,
-        "model_options": {**hyperparameters.MODEL_OPTIONS, **(model_options or {})},
-        "mixed_precision": mixed_precision,
-    }
     tuner = CoverTuner(
-        tuner_fn=configs.TUNER_FN,
-        **training_inputs,
-        custom_config={
-            **training_config,
-            "epochs": tuner_epochs,
-            "patience": hyperparameters.TUNER_PATIENCE,
-        },
+        tuner_fn=configs.TUNER_FN, **training_inputs, custom_config=training.for_tuner()
     ).with_id("Tuner")
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         hyperparameters=tuner.outputs["best_hyperparameters"],
         **training_inputs,
-        custom_config={
-            **training_config,
-            "epochs": train_epochs,
-            "patience": hyperparameters.TRAIN_PATIENCE,
-            "backup_dir": trainer_backup_dir or "",
-        },
+        custom_config=training.for_trainer(),
     )
+    return {step.id: step for step in (transform, tuner, trainer)}
 
+
+def release_steps(
+    data: dict,
+    trainer,
+    serving_model_dir: str,
+    accuracy_floor: float,
+    baseline_strategy: type,
+) -> dict:
+    """Evaluation against the last blessed model, and the push of a blessed one, by step id."""
     # KFP's compiler knows only TFX's own strategies, which take no candidate.
     candidate = {}
     if issubclass(baseline_strategy, previous_blessed_model_strategy.PreviousBlessedModelStrategy):
@@ -205,7 +178,7 @@ def create_pipeline(
         **candidate,
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
+        examples=data["CoverExampleGen"].outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(accuracy_floor),
@@ -218,37 +191,72 @@ def create_pipeline(
     pusher = CoverPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        statistics=statistics_gen.outputs["statistics"],
+        statistics=data["StatisticsGen"].outputs["statistics"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
     ).with_id("Pusher")
-    steps = [
-        example_gen,
-        statistics_gen,
-        schema_gen,
-        example_validator,
-        pushed_model_resolver,
-        data_gate,
-        transform,
-        tuner,
-        trainer,
-        model_resolver,
-        evaluator,
-        pusher,
-    ]
-    # Each input of the report from the step that makes it (run_artifacts.REPORT_INPUTS).
-    producers = {step.id: step for step in steps}
-    report_gen = ReportGen(
+    return {step.id: step for step in (model_resolver, evaluator, pusher)}
+
+
+def report_step(steps: dict) -> ReportGen:
+    """The run's report, each input from the step that makes it (run_artifacts.REPORT_INPUTS)."""
+    return ReportGen(
         **{
-            field: producers[source.node].outputs[source.key]
+            field: steps[source.node].outputs[source.key]
             for field, source in run_artifacts.REPORT_INPUTS.items()
         }
+    )
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_dir: str,
+    csv_name: str,
+    ingest: IngestSettings,
+    training: TrainingSettings,
+    serving_model_dir: str,
+    accuracy_floor: float | None = None,
+    num_classes: int | None = None,
+    baseline_strategy: type = previous_blessed_model_strategy.PreviousBlessedModelStrategy,
+    latest_push_strategy: type = LatestOrNoneStrategy,
+    schema_file: str = configs.SCHEMA_FILE,
+    allow_anomalies: bool = False,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    beam_pipeline_args: list[str] | None = None,
+) -> tfx.dsl.Pipeline:
+    """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator, Pusher, the report.
+
+    `ingest` and `training` are the typed settings the runners build (from flags
+    locally, from the cluster config on Kubeflow); `num_classes` is needed when
+    categories are selected by size (books_csv.count_selected_categories).
+    """
+    num_classes = num_classes or ingest.top_k
+    if not num_classes:
+        raise ValueError(
+            "the number of categories must be known when the pipeline is built: select by "
+            "top_k, or pass num_classes (books_csv.count_selected_categories)"
+        )
+    if accuracy_floor is None:
+        accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
+    steps = data_steps(
+        data_dir,
+        csv_name,
+        ingest,
+        serving_model_dir,
+        schema_file,
+        allow_anomalies,
+        latest_push_strategy,
+    )
+    steps.update(training_steps(steps, training, num_classes))
+    steps.update(
+        release_steps(steps, steps["Trainer"], serving_model_dir, accuracy_floor, baseline_strategy)
     )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[*steps, report_gen],
+        components=[*steps.values(), report_step(steps)],
         enable_cache=True,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args,

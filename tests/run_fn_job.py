@@ -16,9 +16,13 @@ from tfx import v1 as tfx
 
 
 def describe(
-    train_files: list[str], eval_files: list[str], graph_dir: str, out_dir: str, **config
+    train_files: list[str], eval_files: list[str], graph_dir: str, out_dir: str, **settings
 ) -> dict:
-    """A run_fn job (FnArgs as JSON) whose serving model, run dir and backup go under out_dir."""
+    """A run_fn job (FnArgs as JSON) whose serving model, run dir and backup go under out_dir;
+    `settings` are TrainingSettings fields."""
+    from models.settings import TrainingSettings
+
+    settings = TrainingSettings(backup_dir=os.path.join(out_dir, "backup"), **settings)
     return {
         "train_files": train_files,
         "eval_files": eval_files,
@@ -26,7 +30,7 @@ def describe(
         "serving_model_dir": os.path.join(out_dir, "serving"),
         "model_run_dir": os.path.join(out_dir, "run"),
         "hyperparameters": None,
-        "custom_config": {"backup_dir": os.path.join(out_dir, "backup"), **config},
+        "custom_config": settings.for_trainer(),
     }
 
 

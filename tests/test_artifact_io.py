@@ -33,14 +33,14 @@ def trained_on_ram(tmp_path_factory):
         model_run_dir=f"{remote}/run",
         hyperparameters=None,
         custom_config={
-            "epochs": 3,
+            "train_epochs": 3,
             "batch_size": 6,
             # A rate this high wrecks the weights after the first epoch, so the best
             # epoch is an early one and differs from the last.
             "learning_rates": [10.0],
             "first_filters": [8],
             "model_options": {"lr_schedule": "constant", "mixup": 0.0},
-            "patience": 100,
+            "train_patience": 100,
             "backup_dir": f"{remote}/backup",
             "mixed_precision": "float32",
         },
@@ -123,7 +123,7 @@ def test_tuner_trials_and_its_trial_table_on_a_non_posix_filesystem(tmp_path):
             "learning_rates": [1e-3],
             "first_filters": [8],
             "batch_size": 8,
-            "epochs": 1,
+            "tuner_epochs": 1,
         },
     )
     result = trainer.tuner_fn(args)

@@ -156,7 +156,7 @@ def test_trainer_batch_size_follows_the_model_preset(preset, batch_size):
     custom_config = trainer.exec_properties["custom_config"]
     if isinstance(custom_config, str):
         custom_config = json.loads(custom_config)
-    assert custom_config["batch_size"] == batch_size == hyperparameters.BATCH_SIZES[preset]
+    assert custom_config["batch_size"] == batch_size == hyperparameters.PRESETS[preset].batch_size
 
 
 def test_seed_preset_compiles_to_what_local_runner_runs():
@@ -184,7 +184,7 @@ def test_seed_preset_compiles_to_what_local_runner_runs():
         assert config["first_filters"] == list(hyperparameters.SEED_FIRST_FILTERS)
         assert config["batch_size"] == 128 == local.batch_size
         assert config["model_options"] == local.model_options == hyperparameters.SEED_MODEL_OPTIONS
-    assert configs_by_id["Trainer"]["epochs"] == local.train_epochs
+    assert configs_by_id["Trainer"]["train_epochs"] == local.train_epochs
     grid = runner.build(
         {
             "pipeline_root": "gs://b/r",
@@ -257,3 +257,59 @@ def test_the_compile_command_says_a_bad_setting_in_one_line(tmp_path):
     assert str(e.value.code) == (
         f"kubeflow.runner: {config}: config key 'per_class': 0: expected an integer at least 1"
     )
+
+
+def test_an_unknown_config_key_stops_the_compile_with_the_known_ones(tmp_path):
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps({"image": IMAGE, "pipeline_root": "gs://b/r",
+                                  "books_csv": "gs://b/d.csv", "per_clas": 50}))  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        runner.main(["--config", str(config), "--output", str(tmp_path / "p.yaml")])
+    message = str(e.value.code)
+    assert message.startswith(f"kubeflow.runner: {config}: unknown config key(s) 'per_clas'; ")
+    assert "known: image, pipeline_root" in message and "per_class" in message
+    assert "\n" not in message
+    with pytest.raises(ValueError, match="missing config key.*'books_csv'"):
+        runner.build({"pipeline_root": "gs://b/r"})
+    with pytest.raises(ValueError, match="unknown model option 'dropuot'"):
+        runner.build({"pipeline_root": "gs://b/r", "books_csv": "gs://b/d.csv",
+                      "model_options": {"dropuot": 0.5}})  # fmt: skip
+
+
+def test_every_ingestion_setting_is_settable_from_the_config(tmp_path):
+    """The cluster config reaches each IngestSettings and FetchConfig field the local flags do;
+    min_books counts the categories from the CSV itself, as the local runner does."""
+    import csv
+
+    books = tmp_path / "books_data.csv"
+    with open(books, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Title", "image", "categories"])
+        for k in range(7):  # 4 of 'Fiction', 3 of 'History'
+            category = "Fiction" if k < 4 else "History"
+            writer.writerow([f"Book {k}", f"http://covers.example/{k}.jpg", f"['{category}']"])
+    bookcover_pipeline = runner.build(
+        {
+            "pipeline_root": "gs://bucket/bookcover",
+            "books_csv": str(books),
+            "min_books": 3,
+            "per_class": 3,
+            "balance": False,
+            "max_failure_share": 0.2,
+            "connections": 7,
+            "download_deadline": 12.5,
+            "cover_format": "png",
+        }
+    )
+    (example_gen,) = [c for c in bookcover_pipeline.components if c.id == "CoverExampleGen"]
+    from components.cover_example_gen.settings import IngestSettings
+
+    ingest = IngestSettings.from_dict(json.loads(example_gen.exec_properties["ingest_settings"]))
+    assert (ingest.top_k, ingest.min_books, ingest.per_class) == (None, 3, 3)
+    assert (ingest.balance, ingest.max_failure_share) == (False, 0.2)
+    assert (ingest.fetch.connections, ingest.fetch.deadline_s) == (7, 12.5)
+    assert ingest.fetch.cover_format == "png"
+    (transform,) = [c for c in bookcover_pipeline.components if c.id == "Transform"]
+    custom_config = transform.exec_properties["custom_config"]
+    custom_config = json.loads(custom_config) if isinstance(custom_config, str) else custom_config
+    assert custom_config["num_classes"] == 2

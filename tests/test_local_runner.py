@@ -18,8 +18,8 @@ def test_defaults_are_the_configured_ones():
     assert args.books_csv is None
     default = settings(["--books-csv", "b.csv"])
     assert (default.learning_rates, default.first_filters) == (
-        hyperparameters.LEARNING_RATES,
-        hyperparameters.FIRST_FILTERS,
+        hyperparameters.PRESETS["default"].learning_rates,
+        hyperparameters.PRESETS["default"].first_filters,
     )
     seed = settings(["--model-preset", "seed", "--first-filters", "8"])
     assert (seed.learning_rates, seed.first_filters) == (hyperparameters.SEED_LEARNING_RATES, (8,))
@@ -28,10 +28,10 @@ def test_defaults_are_the_configured_ones():
 
 def test_batch_size_follows_the_preset_unless_given():
     real = ["--books-csv", "b.csv"]
-    assert settings(real).batch_size == hyperparameters.BATCH_SIZE == 64
+    assert settings(real).batch_size == hyperparameters.PRESETS["default"].batch_size == 64
     assert (
         settings([*real, "--model-preset", "seed"]).batch_size
-        == hyperparameters.SEED_BATCH_SIZE
+        == hyperparameters.PRESETS["seed"].batch_size
         == 128
     )
     assert settings(["--model-preset", "seed"]).batch_size == configs.EMBEDDED_BATCH_SIZE
@@ -126,13 +126,13 @@ def test_model_preset_and_options_reach_the_model_options():
         "dropout": 1.0,
     }
     assert args.mixed_precision == "float32"
-    assert settings([]).model_options == hyperparameters.MODEL_OPTIONS
+    assert settings([]).model_options == hyperparameters.DEFAULT_MODEL_OPTIONS
 
 
 @pytest.mark.parametrize(
     "option, message",
     [
-        ("augmnet=true", "NAME one of"),
+        ("augmnet=true", "unknown model option 'augmnet'; known: architecture"),
         ("augment", "NAME one of"),
         ("augment=maybe", "augment takes a bool"),
         ("dense_units_1=true", "dense_units_1 takes a int"),

@@ -77,9 +77,9 @@ def test_seed_preset_is_the_default_options_unless_overridden():
     hp = model.default_hyperparameters((1e-3,), (24,), {"head": "flatten"})
     assert (
         hp.get("head") == "flatten"
-        and hp.get("dropout") == hyperparameters.MODEL_OPTIONS["dropout"]
+        and hp.get("dropout") == hyperparameters.DEFAULT_MODEL_OPTIONS["dropout"]
     )
-    assert hp.get("architecture") == hyperparameters.MODEL_OPTIONS["architecture"]
+    assert hp.get("architecture") == hyperparameters.DEFAULT_MODEL_OPTIONS["architecture"]
 
 
 def test_unknown_option_or_architecture_is_refused():

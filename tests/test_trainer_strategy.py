@@ -84,7 +84,7 @@ def mirrored_run(data, tmp_path_factory):
         [records],
         str(root / "graph"),
         str(out),
-        epochs=2,
+        train_epochs=2,
         batch_size=4,
         learning_rates=[1e-3],
         first_filters=[8],

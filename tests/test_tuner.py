@@ -35,8 +35,8 @@ def fn_args(root, records, **config):
             "learning_rates": LEARNING_RATES,
             "first_filters": FIRST_FILTERS,
             "batch_size": 8,
-            "epochs": 3,
-            "patience": 1,
+            "tuner_epochs": 3,
+            "tuner_patience": 1,
             **config,
         },
     )

@@ -6,10 +6,13 @@ import dataclasses
 
 from bookcover import constants
 from bookcover.downloader import FetchConfig
+from bookcover.settings import known_fields
 
 
 @dataclasses.dataclass(frozen=True)
 class IngestSettings:
+    """Which categories to keep, how many covers of each, and how to fetch them."""
+
     top_k: int | None = constants.NUM_CATEGORIES
     min_books: int | None = None
     per_class: int | None = constants.PER_CLASS
@@ -24,6 +27,7 @@ class IngestSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> IngestSettings:
-        data = dict(data)
-        data["fetch"] = FetchConfig(**data.get("fetch", {}))
+        """Keys left out take their defaults; an unknown key is a ValueError naming it."""
+        data = known_fields(cls, data, "ingest settings")
+        data["fetch"] = FetchConfig(**known_fields(FetchConfig, data.get("fetch", {}), "fetch"))
         return cls(**data)

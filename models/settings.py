@@ -1,0 +1,92 @@
+"""TrainingSettings: what the Tuner and Trainer are told, one typed object from runner to run_fn."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from bookcover.settings import known_fields
+from models import hyperparameters
+
+_DEFAULT = hyperparameters.PRESETS["default"]
+# Keys only one of the two steps reads. Each step is given the others' keys
+# left out, so that changing the Trainer's epochs does not rerun the Tuner.
+TUNER_ONLY = ("tuner_epochs", "tuner_patience")
+TRAINER_ONLY = ("train_epochs", "train_patience", "backup_dir")
+
+
+def check_model_option(name: str, value: object) -> object:
+    """`value` as option `name` takes it (an int where a float is wanted becomes one);
+    a ValueError naming the option for an unknown name or a value of the wrong type."""
+    if name not in hyperparameters.MODEL_OPTION_NAMES:
+        raise ValueError(
+            f"unknown model option {name!r}; known: {', '.join(hyperparameters.MODEL_OPTION_NAMES)}"
+        )
+    example = hyperparameters.DEFAULT_MODEL_OPTIONS[name]
+    expected = type(example)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ValueError(
+            f"model option {name} takes a {expected.__name__}, like {json.dumps(example)}; "
+            f"got {json.dumps(value)}"
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """The grid, the fixed model options, batch, epochs, patience, precision, backup.
+
+    Built once by a runner (pipeline/presets.py resolves a preset and the
+    flags or the cluster config into one), passed as the Tuner's and the
+    Trainer's custom_config, read back by tuner_fn and run_fn with from_dict.
+    Every default is here, from models/hyperparameters.py.
+    """
+
+    learning_rates: tuple[float, ...] = _DEFAULT.learning_rates
+    first_filters: tuple[int, ...] = _DEFAULT.first_filters
+    batch_size: int = _DEFAULT.batch_size
+    # Options not given are the default preset's.
+    model_options: dict = dataclasses.field(default_factory=dict)
+    mixed_precision: str = hyperparameters.MIXED_PRECISION
+    tuner_epochs: int = hyperparameters.TUNER_EPOCHS
+    tuner_patience: int = hyperparameters.TUNER_PATIENCE
+    train_epochs: int = hyperparameters.TRAIN_EPOCHS
+    train_patience: int = hyperparameters.TRAIN_PATIENCE
+    # Where a killed Trainer's state waits for its rerun; "" keeps it in the run dir.
+    backup_dir: str = ""
+
+    def __post_init__(self):
+        options = {**_DEFAULT.model_options}
+        for name, value in (self.model_options or {}).items():
+            options[name] = check_model_option(name, value)
+        set_field = object.__setattr__  # frozen: normalised once, here
+        set_field(self, "model_options", options)
+        set_field(self, "learning_rates", tuple(float(r) for r in self.learning_rates))
+        set_field(self, "first_filters", tuple(int(f) for f in self.first_filters))
+        if not self.learning_rates or not self.first_filters:
+            raise ValueError("the grid needs at least one learning rate and one filter count")
+        if self.mixed_precision not in hyperparameters.MIXED_PRECISION_CHOICES:
+            raise ValueError(
+                f"mixed_precision {self.mixed_precision!r}; "
+                f"known: {', '.join(hyperparameters.MIXED_PRECISION_CHOICES)}"
+            )
+
+    def to_dict(self) -> dict:
+        """JSON-ready (lists for tuples), as custom_config carries it."""
+        data = dataclasses.asdict(self)
+        data["learning_rates"] = list(self.learning_rates)
+        data["first_filters"] = list(self.first_filters)
+        return data
+
+    def for_tuner(self) -> dict:
+        return {k: v for k, v in self.to_dict().items() if k not in TRAINER_ONLY}
+
+    def for_trainer(self) -> dict:
+        return {k: v for k, v in self.to_dict().items() if k not in TUNER_ONLY}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> TrainingSettings:
+        """Keys left out take their defaults; an unknown key is a ValueError naming it."""
+        return cls(**known_fields(cls, data or {}, "training settings"))
