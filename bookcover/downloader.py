@@ -85,6 +85,10 @@ class FetchConfig:
         # JSON (the exec property) hands lists back; a frozen config keeps tuples.
         for name in ("allowed_networks", "allowed_hosts"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.cover_format not in constants.COVER_FORMATS:
+            raise ValueError(
+                f"cover format {self.cover_format!r}; known: {', '.join(constants.COVER_FORMATS)}"
+            )
 
 
 class _Deadlines:

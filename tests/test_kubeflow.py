@@ -298,7 +298,7 @@ def test_every_ingestion_setting_is_settable_from_the_config(tmp_path):
             "max_failure_share": 0.2,
             "connections": 7,
             "download_deadline": 12.5,
-            "cover_format": "png",
+            "cover_format": "PNG",
         }
     )
     (example_gen,) = [c for c in bookcover_pipeline.components if c.id == "CoverExampleGen"]
@@ -308,8 +308,18 @@ def test_every_ingestion_setting_is_settable_from_the_config(tmp_path):
     assert (ingest.top_k, ingest.min_books, ingest.per_class) == (None, 3, 3)
     assert (ingest.balance, ingest.max_failure_share) == (False, 0.2)
     assert (ingest.fetch.connections, ingest.fetch.deadline_s) == (7, 12.5)
-    assert ingest.fetch.cover_format == "png"
+    assert ingest.fetch.cover_format == "PNG"
     (transform,) = [c for c in bookcover_pipeline.components if c.id == "Transform"]
     custom_config = transform.exec_properties["custom_config"]
     custom_config = json.loads(custom_config) if isinstance(custom_config, str) else custom_config
     assert custom_config["num_classes"] == 2
+
+
+def test_the_example_config_compiles_with_every_key_it_shows(tmp_path):
+    import os
+
+    example = os.path.join(os.path.dirname(runner.__file__), "config.example.json")
+    with open(example) as f:
+        config = json.load(f)
+    assert set(config) == set(runner.CLUSTER_KEYS + runner.INGEST_KEYS + runner.TRAINING_KEYS)
+    assert runner.main(["--config", example, "--output", str(tmp_path / "p.yaml")])

@@ -1,4 +1,4 @@
-"""The typed settings that travel from a runner to the steps: unknown keys refused, defaults once."""
+"""The typed settings that travel from a runner to the steps: unknown keys refused."""
 
 import json
 
