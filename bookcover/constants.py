@@ -5,7 +5,7 @@ import their shared constants from here, and it imports nothing but `os` (not
 TensorFlow: the runners read it before they set TensorFlow's environment).
 Constants that belong to one part live with that part: the model's
 hyperparameters in models/hyperparameters.py, the pipeline's own settings in
-pipeline/configs.py, DataGate's drift thresholds in components/data_gate.py.
+pipeline/configs.py, DataGate's drift thresholds in components/data_gate/checks.py.
 """
 
 import os

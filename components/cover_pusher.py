@@ -27,7 +27,7 @@ from tfx.types import artifact_utils, channel, standard_artifacts, standard_comp
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import io_utils, proto_utils
 
-from bookcover import constants
+from bookcover import constants, split_statistics
 
 STATISTICS_KEY = "statistics"
 # Where a version is assembled before its rename; TF Serving only loads all-digit names.
@@ -112,7 +112,7 @@ class Executor(pusher_executor.Executor):
         model_dir = self.GetModelPath(input_dict)
         version, path = publish(
             model_dir,
-            os.path.join(statistics_uri, "Split-train", "FeatureStats.pb"),
+            split_statistics.split_file(statistics_uri, "train"),
             destination.filesystem.base_directory,
         )
         io_utils.copy_dir(model_dir, pushed.uri)  # TFX's archive copy in the artifact

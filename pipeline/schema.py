@@ -17,7 +17,7 @@ import argparse
 import glob
 import os
 
-from bookcover import constants
+from bookcover import constants, split_statistics
 from pipeline import configs
 
 REQUIRED = (
@@ -68,7 +68,7 @@ def latest_train_statistics(output_dir: str) -> str:
     runs = sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))
     if not runs:
         raise SystemExit(f"{output_dir}: no StatisticsGen output; run the pipeline first")
-    return os.path.join(runs[-1], "Split-train", "FeatureStats.pb")
+    return split_statistics.split_file(runs[-1], "train")
 
 
 def main(argv: list[str] | None = None) -> None:

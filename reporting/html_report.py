@@ -14,7 +14,7 @@ import jinja2
 import numpy as np
 from tfx.dsl.io import fileio
 
-from bookcover import constants, spreadsheet
+from bookcover import constants, split_statistics, spreadsheet
 from components import grid_tuner
 from components.cover_example_gen import analysis
 from models import history as training_history
@@ -165,8 +165,7 @@ def _statistics_rows(statistics_uri: str) -> list[dict]:
     import tensorflow_data_validation as tfdv
 
     rows = []
-    for path in sorted(fileio.glob(os.path.join(statistics_uri, "Split-*", "FeatureStats.pb"))):
-        split = os.path.basename(os.path.dirname(path))[len("Split-") :]
+    for split, path in split_statistics.split_files(statistics_uri).items():
         (dataset,) = tfdv.load_stats_binary(path).datasets
         for feature in sorted(dataset.features, key=lambda f: f.path.step[-1]):
             common = _common_stats(feature)

@@ -56,7 +56,29 @@ def artifact_type(report_input: ReportInput) -> type:
     return getattr(standard_artifacts, report_input.type_name)
 
 
-class _RunArtifactsMethods:
+@dataclasses.dataclass
+class RunArtifacts:
+    """URIs of one run's outputs: one field per REPORT_INPUTS entry (None where a step made
+    none; tests/test_run_artifacts.py holds the two lists equal), then whether the model was
+    blessed, where it was pushed, and the report's URI."""
+
+    examples: str | None = None
+    category_analysis: str | None = None
+    statistics: str | None = None
+    anomalies: str | None = None
+    data_verdict: str | None = None
+    best_hyperparameters: str | None = None
+    tuner_results: str | None = None
+    transform_graph: str | None = None
+    model: str | None = None
+    model_run: str | None = None
+    evaluation: str | None = None
+    blessing: str | None = None
+    pushed_model: str | None = None
+    blessed: bool = False
+    pushed_destination: str | None = None
+    report: str | None = None
+
     @classmethod
     def from_artifacts(cls, by_field: dict[str, list]) -> RunArtifacts:
         """From TFX Artifact lists keyed like the fields (the ReportGen executor's inputs)."""
@@ -67,17 +89,6 @@ class _RunArtifactsMethods:
             destination = by_field["pushed_model"][0].get_custom_property("pushed_destination")
             found.pushed_destination = destination or None
         return found
-
-
-# URIs of one run's outputs: one field per REPORT_INPUTS entry (None where a step made
-# none), then whether the model was blessed, where it was pushed, and the report's URI.
-RunArtifacts = dataclasses.make_dataclass(
-    "RunArtifacts",
-    [(field, "str | None", None) for field in REPORT_INPUTS]
-    + [("blessed", bool, False), ("pushed_destination", "str | None", None)]
-    + [("report", "str | None", None)],
-    bases=(_RunArtifactsMethods,),
-)
 
 
 def _flag(artifact, name: str) -> bool:

@@ -7,7 +7,7 @@ import os
 
 from tfx.dsl.io import fileio
 
-from components import grid_tuner
+from components import data_gate, grid_tuner
 from components.cover_example_gen import analysis
 from reporting import evaluation
 from reporting.run_artifacts import RunArtifacts
@@ -48,7 +48,7 @@ def summarize(artifacts: RunArtifacts) -> dict:
         summary["examples"] = ingest["examples"]
         summary["ingestion"] = {k: v for k, v in ingest.items() if k != "examples"}
 
-    verdict = read_json(artifacts.data_verdict, "verdict.json")
+    verdict = read_json(artifacts.data_verdict, data_gate.VERDICT_FILE)
     if verdict is not None:
         summary["data_validation"] = verdict
 
