@@ -27,7 +27,7 @@ def classify_examples(model_dir: str, example_files: list[str], batch_size: int 
             feature = tf.train.Example.FromString(serialized).features.feature
             covers.append(
                 {
-                    "jpeg": feature[constants.IMAGE_KEY].bytes_list.value[0],
+                    "image": feature[constants.IMAGE_KEY].bytes_list.value[0],
                     "title": feature[constants.TITLE_KEY].bytes_list.value[0].decode(),
                     "true": feature[constants.CATEGORY_KEY].bytes_list.value[0].decode(),
                     "predicted": category.decode(),
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("covers", nargs="+", help="image files or URLs")
     args = parser.parse_args(argv)
 
-    from bookcover import downloader
+    from bookcover import downloader, fetching
     from models import serving_client
 
     served = args.model.startswith(("http://", "https://"))
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with downloader.make_session(4) as session:
         for source in args.covers:
             try:
-                names, scores = classify(downloader.fetch_url(source, session, config))
+                names, scores = classify(fetching.fetch_url(source, session, config))
             except downloader.CoverError as e:
                 print(f"{source}: cannot read ({e})", file=sys.stderr)
                 continue

@@ -188,7 +188,7 @@ def checked_request(encoded: tf.Tensor) -> tf.Tensor:
 def resized_rgb(image: tf.Tensor) -> tf.Tensor:
     """uint8 [h, w, 1-4] -> float32 RGB [150, 100, 3] in [0, 255]: transparency
     composited on white, grey spread to three channels, as ingestion does
-    (bookcover/downloader.to_rgb).
+    (bookcover/cover_image.to_rgb).
 
     Resized before anything else is done to the pixels, so that a large image costs
     its decoded uint8 bytes and little more (no float copy at full size). Compositing

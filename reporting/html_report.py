@@ -261,9 +261,10 @@ def _gallery(model_uri: str, examples_uri: str, report_dir: str) -> list[dict]:
         ("wrong", "Classified wrong", _spread(wrong)),
     ):
         for i, cover in enumerate(chosen):
-            name = f"{kind}_{i:02d}.jpg"
+            suffix = ".png" if cover["image"].startswith(b"\x89PNG") else ".jpg"
+            name = f"{kind}_{i:02d}{suffix}"
             with fileio.open(os.path.join(gallery_dir, name), "wb") as f:
-                f.write(cover["jpeg"])
+                f.write(cover["image"])
             cover["src"] = f"{GALLERY_DIR}/{name}"
         kinds.append({"name": kind, "label": label, "covers": chosen})
     return kinds

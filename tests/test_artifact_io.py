@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
-from bookcover import downloader
+from bookcover import downloader, fetching
 from models import inputs, model, trainer
 from tests import images, tiny_model
 
@@ -94,10 +94,10 @@ def test_cover_uris_on_any_fileio_filesystem_are_read():
     with fileio.open(uri, "wb") as f:
         f.write(images.png())
     with downloader.make_session(1) as session:
-        data = downloader.fetch_url(uri, session, downloader.FetchConfig())
+        data = fetching.fetch_url(uri, session, downloader.FetchConfig())
         assert data == images.png()
         with pytest.raises(downloader.CoverError) as e:
-            downloader.fetch_url(
+            fetching.fetch_url(
                 "ram://bookcover-covers/missing.png", session, downloader.FetchConfig()
             )
     assert e.value.reason == "missing_file"

@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from bookcover import downloader
+from bookcover import downloader, fetching, local_files
 from tests import cover_server as cs
 from tests import images
 
@@ -174,11 +174,11 @@ def test_a_broken_cache_entry_is_dropped_and_downloaded_again(server, session, t
 
 def test_backoff_grows_and_respects_retry_after():
     cfg = downloader.FetchConfig(backoff_base_s=1.0, backoff_max_s=10.0)
-    assert 0.5 <= downloader.backoff_delay(0, cfg) <= 1.0
-    assert 4.0 <= downloader.backoff_delay(3, cfg) <= 8.0
-    assert downloader.backoff_delay(9, cfg) <= 10.0
-    assert downloader.backoff_delay(0, cfg, retry_after="7") == 7.0
-    assert downloader.backoff_delay(0, cfg, retry_after="600") == 10.0
+    assert 0.5 <= fetching.backoff_delay(0, cfg) <= 1.0
+    assert 4.0 <= fetching.backoff_delay(3, cfg) <= 8.0
+    assert fetching.backoff_delay(9, cfg) <= 10.0
+    assert fetching.backoff_delay(0, cfg, retry_after="7") == 7.0
+    assert fetching.backoff_delay(0, cfg, retry_after="600") == 10.0
 
 
 DEADLINE = dataclasses.replace(FAST, deadline_s=1.0, max_retries=1)
@@ -271,7 +271,7 @@ def test_a_name_that_never_resolves_fails_at_the_deadline():
     with downloader.make_session(2, resolver=stuck_resolver) as session:
         started = time.monotonic()
         with pytest.raises(downloader.CoverError) as e:
-            downloader.fetch_url("http://covers.test/a.jpg", session, PATIENT)
+            fetching.fetch_url("http://covers.test/a.jpg", session, PATIENT)
         elapsed = time.monotonic() - started
     never.set()
     assert e.value.reason == "deadline"
@@ -291,7 +291,7 @@ def test_a_host_that_stalls_before_answering_fails_at_the_deadline(session, sche
     try:
         started = time.monotonic()
         with pytest.raises(downloader.CoverError) as e:
-            downloader.fetch_url(f"{scheme}://127.0.0.1:{stalling.port}/a.jpg", session, PATIENT)
+            fetching.fetch_url(f"{scheme}://127.0.0.1:{stalling.port}/a.jpg", session, PATIENT)
         elapsed = time.monotonic() - started
     finally:
         stalling.close()
@@ -344,13 +344,13 @@ def test_a_fifo_is_refused_without_blocking(tmp_path, session):
     os.mkfifo(fifo)
     started = time.monotonic()
     with pytest.raises(downloader.CoverError) as e:
-        downloader.fetch_url(str(fifo), session, PATIENT)
+        fetching.fetch_url(str(fifo), session, PATIENT)
     assert time.monotonic() - started < SLACK_S
     assert e.value.reason == "not_a_file"
     folder = tmp_path / "folder.jpg"
     folder.mkdir()
     with pytest.raises(downloader.CoverError) as e:
-        downloader.fetch_url(str(folder), session, PATIENT)
+        fetching.fetch_url(str(folder), session, PATIENT)
     assert e.value.reason == "not_a_file"
 
 
@@ -364,13 +364,13 @@ def test_a_local_read_that_blocks_fails_at_the_deadline(tmp_path):
         release.wait()
         return b""
 
-    original = downloader._read_file
-    downloader._read_file = blocked
+    original = local_files._read_file
+    local_files._read_file = blocked
     try:
         with pytest.raises(downloader.CoverError) as e:
-            downloader.read_local(str(tmp_path / "a.jpg"), 100, timeout_s=1.0)
+            local_files.read_local(str(tmp_path / "a.jpg"), 100, timeout_s=1.0)
     finally:
-        downloader._read_file = original
+        local_files._read_file = original
         release.set()
     assert e.value.reason == "deadline"
     assert time.monotonic() - started < 1.0 + SLACK_S
@@ -394,4 +394,4 @@ def test_a_retry_after_that_is_not_a_number_or_date_is_ignored(server, session):
         cs.send_status(503, {"Retry-After": "\u00b2"}), cs.send_bytes(images.jpeg())
     )
     assert_cover(fetch(server, session, "/busy.jpg")[0])
-    assert downloader.backoff_delay(0, FAST, retry_after="\u00b2") <= FAST.backoff_base_s
+    assert fetching.backoff_delay(0, FAST, retry_after="\u00b2") <= FAST.backoff_base_s

@@ -27,7 +27,7 @@ def cover(row, category, title, content_hash, authors=("A",)):
         "authors": list(authors),
         "category": category,
         "image_url": f"http://127.0.0.1/{row}.jpg",
-        "jpeg": b"\xff\xd8" + content_hash.encode(),
+        "cover": b"\xff\xd8" + content_hash.encode(),
         "content_hash": content_hash,
     }
 
@@ -40,7 +40,7 @@ def run_split(covers, out_dir):
             p
             | beam.Create(covers)
             | executor.DedupeAndSplit([3, 1, 1], ["train", "eval", "test"], seed=42)
-            | beam.Map(lambda kv: json.dumps([kv[0], {**kv[1], "jpeg": ""}]))
+            | beam.Map(lambda kv: json.dumps([kv[0], {**kv[1], "cover": ""}]))
             | beam.io.WriteToText(prefix, shard_name_template="")
         )
     with open(prefix) as f:

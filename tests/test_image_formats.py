@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from bookcover import constants, downloader
+from bookcover import constants, cover_image, downloader
 from models import preprocessing
 from tests import images
 
@@ -25,7 +25,7 @@ def served(data: bytes) -> np.ndarray:
 
 def ingested(data: bytes) -> np.ndarray:
     """The cover as training sees it: ingestion's JPEG, decoded by the same graph."""
-    return served(downloader.to_cover_jpeg(data, CFG))
+    return served(cover_image.to_cover_image(data, CFG))
 
 
 ACCEPTED = {
@@ -53,7 +53,7 @@ def test_accepted_formats_decode_alike_on_both_sides(fmt):
 @pytest.mark.parametrize("fmt", sorted(REFUSED))
 def test_other_formats_are_refused_on_both_sides(fmt):
     with pytest.raises(downloader.CoverError) as e:
-        downloader.to_cover_jpeg(REFUSED[fmt], CFG)
+        cover_image.to_cover_image(REFUSED[fmt], CFG)
     assert e.value.reason == "unsupported_format" and fmt in str(e.value)
     with pytest.raises(tf.errors.InvalidArgumentError, match="not an image in an accepted"):
         served(REFUSED[fmt])
@@ -92,7 +92,7 @@ def test_sixteen_bit_grey_keeps_its_high_byte_on_both_sides():
 def test_the_pixel_limit_is_read_from_the_header_on_both_sides():
     bomb = images.bomb_png(7000)  # 49 million pixels
     with pytest.raises(downloader.CoverError) as e:
-        downloader.to_cover_jpeg(bomb, CFG)
+        cover_image.to_cover_image(bomb, CFG)
     assert e.value.reason == "decompression_bomb" and "7000x7000" in str(e.value)
     with pytest.raises(tf.errors.InvalidArgumentError, match="over 40000000 pixels"):
         served(bomb)

@@ -21,7 +21,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from bookcover import constants, downloader, spreadsheet
+from bookcover import constants, cover_image, downloader, spreadsheet
 from bookcover.progress import Progress
 from components import splits
 from components.cover_example_gen import analysis
@@ -71,10 +71,10 @@ class DownloadCoversFn(beam.DoFn):
         self, book: dict
     ) -> tuple[dict, bytes | None, bool, downloader.CoverError | None]:
         try:
-            jpeg, cached = downloader.download_cover(
+            cover, cached = downloader.download_cover(
                 book["image_url"], self._session, self._settings.fetch, self._cache
             )
-            return book, jpeg, cached, None
+            return book, cover, cached, None
         except downloader.CoverError as e:
             return book, None, False, e
         except Exception as e:  # noqa: BLE001 - one bad cover must never kill the run
@@ -116,7 +116,7 @@ class DownloadCoversFn(beam.DoFn):
                     int(at * 1000)
                 )
 
-    def _outputs(self, book: dict, jpeg: bytes | None, cached: bool, error):
+    def _outputs(self, book: dict, cover: bytes | None, cached: bool, error):
         if error is not None:
             beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"failed/{error.reason}").inc()
             self._progress.update(failed=1)
@@ -127,7 +127,7 @@ class DownloadCoversFn(beam.DoFn):
         counter = "cached" if cached else "downloaded"
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, counter).inc()
         self._progress.update(cached=int(cached))
-        yield {**book, "jpeg": jpeg, "content_hash": downloader.content_hash(jpeg)}
+        yield {**book, "cover": cover, "content_hash": cover_image.content_hash(cover)}
 
 
 def _keep_first_by_hash(item: tuple[str, list[dict]]):
@@ -186,7 +186,7 @@ def to_example(cover: dict) -> bytes:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
     features = {
-        constants.IMAGE_KEY: bytes_feature(cover["jpeg"]),
+        constants.IMAGE_KEY: bytes_feature(cover["cover"]),
         constants.CATEGORY_KEY: bytes_feature(cover["category"].encode("utf-8")),
         constants.TITLE_KEY: bytes_feature(cover["title"].encode("utf-8")),
         constants.SOURCE_URL_KEY: bytes_feature(cover["image_url"].encode("utf-8")),
