@@ -112,11 +112,9 @@ def ingest_settings_from(args: argparse.Namespace, top_k: int | None, output_dir
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Train and push a book-cover category classifier with TFX. With no "
-        "--books-csv the run uses a small generated dataset (the embedded default)."
-    )
+def data_flags(parser: argparse.ArgumentParser) -> None:
+    """Which CSV, which categories, how many covers of each."""
+    p = parser.add_argument_group("data")
     p.add_argument(
         "--books-csv",
         help="a books_data.csv (Amazon Books Reviews format); its "
@@ -149,6 +147,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample every category down to the smallest selected one; --no-balance keeps "
         "up to --per-class books of each (pair it with --model-option class_weights=true)",
     )
+
+
+def training_flags(parser: argparse.ArgumentParser) -> None:
+    """The grid search, the model preset and options, epochs, batch, precision."""
+    p = parser.add_argument_group("training")
     p.add_argument(
         "--epochs",
         type=bounded(int, 1),
@@ -210,6 +213,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"Trainer precision (default {hyperparameters.MIXED_PRECISION}): 'auto' uses "
         "mixed_float16 when a GPU is present",
     )
+
+
+def validation_flags(parser: argparse.ArgumentParser) -> None:
+    """What stops the run: the blessing bar, and data validation's findings."""
+    p = parser.add_argument_group("validation and blessing")
     p.add_argument(
         "--accuracy-floor",
         type=bounded(float, 0),
@@ -223,6 +231,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="go on to training when data validation finds problems (the summary and "
         "report record that they were allowed); by default the run stops before Transform",
     )
+
+
+def download_flags(parser: argparse.ArgumentParser) -> None:
+    """How covers are fetched and stored, and what a cover URL may reach."""
+    p = parser.add_argument_group("downloads")
     p.add_argument(
         "--cover-format",
         choices=constants.COVER_FORMATS,
@@ -274,6 +287,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="local cover paths must lie under DIR (default: the CSV's folder); relative "
         "paths always resolve against the CSV's folder",
     )
+
+
+def run_flags(parser: argparse.ArgumentParser) -> None:
+    """Where outputs go, how much is shown, how many Beam workers."""
+    p = parser.add_argument_group("this run")
     p.add_argument(
         "--output-dir",
         default=configs.OUTPUT_DIR,
@@ -290,6 +308,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=configs.DIRECT_NUM_WORKERS,
         help="Beam DirectRunner worker processes (0: one per core)",
     )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Train and push a book-cover category classifier with TFX. With no "
+        "--books-csv the run uses a small generated dataset (the embedded default)."
+    )
+    for add_flags in (data_flags, training_flags, validation_flags, download_flags, run_flags):
+        add_flags(p)
     return p.parse_args(argv)
 
 

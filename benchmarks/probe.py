@@ -57,6 +57,23 @@ def load_covers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, y, s
 
 
+def training_data(images, labels, batch_size: int, hp, weights) -> tuple[dict, list | None]:
+    """fit()'s training arguments and class weights; under mixup, mixed tf.data batches
+    that carry the weights themselves."""
+    if not hp.get("mixup"):
+        return {"x": images, "y": labels, "batch_size": batch_size}, weights
+    import tensorflow as tf
+
+    from models import inputs
+
+    batches = (
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .shuffle(len(labels), seed=constants.SAMPLE_SEED)
+        .batch(batch_size)
+    )
+    return {"x": inputs.mix_batches(batches, hp.get("mixup"), weights)}, None
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--options", default="{}", help="model options as JSON")
@@ -85,17 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     counts = np.bincount(y[train], minlength=CATEGORIES).tolist()
     weights = inputs.inverse_frequency_weights(counts) if hp.get("class_weights") else None
     callbacks = model.schedule_callbacks(hp)
-    data = {"x": images[train], "y": labels[train], "batch_size": args.batch_size}
-    if hp.get("mixup"):
-        import tensorflow as tf
-
-        batches = (
-            tf.data.Dataset.from_tensor_slices((images[train], labels[train]))
-            .shuffle(len(labels[train]), seed=constants.SAMPLE_SEED)
-            .batch(args.batch_size)
-        )
-        data = {"x": inputs.mix_batches(batches, hp.get("mixup"), weights)}
-        weights = None  # carried by the mixed batches
+    data, weights = training_data(images[train], labels[train], args.batch_size, hp, weights)
     started = time.monotonic()
     history = cnn.fit(
         **data,

@@ -95,16 +95,11 @@ def seed_method(examples_uri: str) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", help="keep the pipeline output here (default: a temp dir)")
-    parser.add_argument("--skip-baseline", action="store_true", help="only our pipeline")
-    args, runner_args = parser.parse_known_args(argv)
-
+def run_pipeline(out: str, runner_args: list[str]) -> tuple[dict, list[str]]:
+    """The pipeline on the real covers, served on 127.0.0.1: its summary and its flags."""
     import local_runner
 
     csv_path = os.path.abspath(os.path.join(BOOKCOVERS, "books_data.csv"))
-    out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
     argv_runner = [
         "--books-csv",
         csv_path,
@@ -115,11 +110,21 @@ def main(argv: list[str] | None = None) -> dict:
         *runner_args,
     ]
     pid = start_bookcovers_server()
-    started = time.monotonic()
     try:
-        summary = local_runner.main(argv_runner)
+        return local_runner.main(argv_runner), argv_runner
     finally:
         os.kill(pid, 15)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", help="keep the pipeline output here (default: a temp dir)")
+    parser.add_argument("--skip-baseline", action="store_true", help="only our pipeline")
+    args, runner_args = parser.parse_known_args(argv)
+
+    out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
+    started = time.monotonic()
+    summary, argv_runner = run_pipeline(out, runner_args)
     pipeline_s = time.monotonic() - started
     # Only now: these import TensorFlow, which must come after the runner's quiet setup.
     from reporting import evaluation, html_report

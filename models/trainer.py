@@ -222,6 +222,27 @@ def hyperparameters_from(
     return search_space(settings or TrainingSettings.from_dict(fn_args.custom_config))
 
 
+def training_callbacks(
+    hp: keras_tuner.HyperParameters,
+    settings: TrainingSettings,
+    best: resume.TrainingRecord,
+    job_dir: str,
+    run_dir: str,
+) -> list[keras.callbacks.Callback]:
+    """Timing, progress, the resumable record and backup, stopping, TensorBoard, schedule;
+    in this order, which matters (see each comment)."""
+    return [
+        EpochSeconds(),  # first, so every later callback sees the time in the logs
+        EpochLines(settings.train_epochs),
+        best.history_callback,  # before the backup, best_callback after: resume.py
+        keras.callbacks.BackupAndRestore(os.path.join(job_dir, resume.STATE_DIR)),
+        best.best_callback,
+        *early_stopping(hp, settings.train_patience),
+        keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
+        *model.schedule_callbacks(hp),
+    ]
+
+
 # TFX Trainer calls this.
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the CNN with the best hyperparameters and exports the serving model."""
@@ -259,16 +280,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # history, so a rerun after a kill exports the best of all epochs (models/resume.py).
     job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings)
     best = resume.TrainingRecord(job_dir)
-    callbacks = [
-        EpochSeconds(),  # first, so every later callback sees the time in the logs
-        EpochLines(epochs),
-        best.history_callback,  # before the backup, best_callback after: resume.py
-        keras.callbacks.BackupAndRestore(os.path.join(job_dir, resume.STATE_DIR)),
-        best.best_callback,
-        *early_stopping(hp, settings.train_patience),
-        keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
-        *model.schedule_callbacks(hp),
-    ]
+    callbacks = training_callbacks(hp, settings, best, job_dir, run_dir)
     with dtype_policy(policy):
         with strategy.scope():
             cnn = model.build_model(hp, num_classes, steps_per_epoch, epochs)
