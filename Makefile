@@ -1,4 +1,5 @@
-# bookcover: `make run` runs the pipeline, `make test` checks everything.
+# bookcover: `make run` runs the pipeline, `make test` checks everything,
+# `make test-fast` everything that runs no pipeline and trains no model (minutes).
 # Both create .venv on first use from the pinned requirements.lock.
 
 SHELL := /bin/bash
@@ -9,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: run test lint format bench lock clean
+.PHONY: run test test-fast lint format bench lock clean
 
 # Python 3.10 from PATH when it really runs (a pyenv shim may not), else from pyenv.
 find_python310 = $(shell \
@@ -37,6 +38,11 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -m "not pipeline" $(ARGS)
 
 format: $(STAMP)
 	$(PY) -m ruff format .

@@ -92,23 +92,26 @@ def training_settings_from(args: argparse.Namespace, output_dir: str = ""):
 def ingest_settings_from(args: argparse.Namespace, top_k: int | None, output_dir: str):
     """What CoverExampleGen selects, samples and fetches, from the flags."""
     from bookcover.downloader import FetchConfig
+    from bookcover.settings import given
     from components.cover_example_gen.settings import IngestSettings
 
-    return IngestSettings(
-        top_k=None if args.min_books else top_k,
-        min_books=args.min_books,
-        per_class=args.per_class or constants.PER_CLASS,
-        balance=args.balance,
-        cache_dir=os.path.join(output_dir, "cache", "covers"),
-        fetch=FetchConfig(
+    fetch = FetchConfig(
+        **given(
             connections=args.connections,
             deadline_s=args.download_deadline,
             cover_format=args.cover_format,
-            allow_private_addresses=not args.refuse_private_addresses,
-            allowed_networks=tuple(args.allow_network),
-            allowed_hosts=tuple(args.allow_host),
-            covers_root=os.path.abspath(args.covers_root) if args.covers_root else "",
         ),
+        allow_private_addresses=not args.refuse_private_addresses,
+        allowed_networks=tuple(args.allow_network),
+        allowed_hosts=tuple(args.allow_host),
+        covers_root=os.path.abspath(args.covers_root) if args.covers_root else "",
+    )
+    return IngestSettings(
+        top_k=None if args.min_books else top_k,
+        min_books=args.min_books,
+        **given(per_class=args.per_class, balance=args.balance),
+        cache_dir=os.path.join(output_dir, "cache", "covers"),
+        fetch=fetch,
     )
 
 
@@ -143,8 +146,9 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--balance",
         action=argparse.BooleanOptionalAction,
-        default=constants.BALANCE_CLASSES,
-        help="sample every category down to the smallest selected one; --no-balance keeps "
+        default=None,
+        help="sample every category down to the smallest selected one (the default); "
+        "--no-balance keeps "
         "up to --per-class books of each (pair it with --model-option class_weights=true)",
     )
 
@@ -239,19 +243,20 @@ def download_flags(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cover-format",
         choices=constants.COVER_FORMATS,
-        default=constants.COVER_FORMAT,
-        help="how covers are stored in the examples; the reviewed schema expects JPEG",
+        default=None,
+        help=f"how covers are stored in the examples (default {constants.COVER_FORMAT}); the "
+        "reviewed schema expects JPEG",
     )
     p.add_argument(
         "--connections",
         type=bounded(int, 1, 1024),
-        default=constants.CONNECTIONS_PER_WORKER,
-        help="concurrent downloads per Beam worker",
+        default=None,
+        help=f"concurrent downloads per Beam worker (default {constants.CONNECTIONS_PER_WORKER})",
     )
     p.add_argument(
         "--download-deadline",
         type=bounded(float, 0, 86400, low_open=True),
-        default=constants.DOWNLOAD_DEADLINE_S,
+        default=None,
         metavar="S",
         help="seconds one cover may take in all: name resolution, connecting, every "
         "attempt, redirect and wait between attempts, or a local file's read "

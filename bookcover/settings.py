@@ -5,6 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 
+def given(**values) -> dict:
+    """The settings a flag or config key set: None means "not given", so the settings
+    class's own default applies and no caller decides it again."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def known_fields(cls: type, data: dict, what: str) -> dict:
     """`data` checked against the dataclass `cls`'s fields.
 

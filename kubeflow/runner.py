@@ -141,6 +141,7 @@ def ingest_settings(config: dict, root: str):
     """CoverExampleGen's settings from the config: every ingestion setting is settable."""
     from bookcover import url_policy
     from bookcover.downloader import FetchConfig
+    from bookcover.settings import given
     from components.cover_example_gen.settings import IngestSettings
 
     fetch = {
@@ -162,13 +163,11 @@ def ingest_settings(config: dict, root: str):
         "balance": config.get("balance"),
         "max_failure_share": config.get("max_failure_share"),
     }
-    given = {name: value for name, value in selection.items() if value is not None}
+    chosen = given(**selection)
     if config.get("min_books"):  # instead of the K largest, as --min-books is
-        given["top_k"] = None
+        chosen["top_k"] = None
     return IngestSettings(
-        **given,
-        cache_dir=f"{root}/cache/covers",
-        fetch=FetchConfig(**{name: value for name, value in fetch.items() if value is not None}),
+        **chosen, cache_dir=f"{root}/cache/covers", fetch=FetchConfig(**given(**fetch))
     )
 
 

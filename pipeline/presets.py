@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bookcover.settings import given
 from models import hyperparameters
 from models.settings import TrainingSettings
 from pipeline import configs
@@ -33,7 +34,7 @@ def resolve(
             f"unknown model preset {preset!r}; known: {', '.join(sorted(hyperparameters.PRESETS))}"
         )
     chosen = hyperparameters.PRESETS[preset]
-    settings = {name: value for name, value in settings.items() if value is not None}
+    settings = given(**settings)
     if embedded:
         batch_size = batch_size or configs.EMBEDDED_BATCH_SIZE
         epochs = epochs or configs.EMBEDDED_TRAIN_EPOCHS

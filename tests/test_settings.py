@@ -67,3 +67,37 @@ def test_ingest_settings_round_trip_with_their_fetch_settings():
         top_k=None, min_books=5, fetch=FetchConfig(connections=3, allowed_hosts=("a.example",))
     )
     assert IngestSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+
+
+def test_a_flag_or_key_not_given_takes_the_settings_own_default():
+    """No runner decides a default again: what is not given is the settings class's."""
+    import local_runner
+    from kubeflow import runner
+
+    args = local_runner.parse_args(["--books-csv", "b.csv"])
+    local = local_runner.ingest_settings_from(args, 12, "/out")
+    cluster = runner.ingest_settings({"categories": 12}, "gs://b/r")
+    default = IngestSettings()
+    for ingest in (local, cluster):
+        assert (ingest.top_k, ingest.per_class, ingest.balance) == (
+            default.top_k,
+            default.per_class,
+            default.balance,
+        )
+        assert ingest.max_failure_share == default.max_failure_share
+        for name in ("connections", "deadline_s", "cover_format", "max_bytes"):
+            assert getattr(ingest.fetch, name) == getattr(default.fetch, name), name
+    for training in (
+        local_runner.training_settings_from(args),
+        runner.training_settings({}, "gs://b/r"),
+    ):
+        plain = TrainingSettings()
+        assert (training.tuner_epochs, training.mixed_precision) == (
+            plain.tuner_epochs,
+            plain.mixed_precision,
+        )
+        assert (training.batch_size, training.train_epochs) == (
+            plain.batch_size,
+            plain.train_epochs,
+        )
+        assert training.model_options == plain.model_options
