@@ -18,6 +18,8 @@ from bookcover import downloader, fetching
 from models import inputs, model, trainer
 from tests import images, tiny_model
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 
 @pytest.fixture(scope="module")
 def trained_on_ram(tmp_path_factory):

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 from tfx.components.bulk_inferrer import executor as bulk_inferrer_executor
@@ -16,6 +17,8 @@ from tfx.utils import proto_utils
 from bookcover import constants
 from models import export
 from tests import tiny_model
+
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
 
 
 def test_bulk_inferrer_classifies_every_example_as_the_model_does(exported, tmp_path):

@@ -20,6 +20,8 @@ from pipeline import embedded_data
 from tests import cover_server as cs
 from tests import images
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 FETCH = cs.FAST_FETCH
 # path -> (handler, expected outcome: "stored" or a failure reason)
 CASES = {

@@ -17,6 +17,8 @@ from bookcover import constants
 from pipeline import embedded_data
 from tests.pipeline_runs import TINY_TRAINING
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 
 def run(csv_path: str, out, *flags: str) -> tuple[dict, int, str]:
     """(run_summary.json, exit status, report page) of one local_runner run."""

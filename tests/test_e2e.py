@@ -19,6 +19,8 @@ from reporting import evaluation, html_report
 from tests import browser
 from tests.pipeline_runs import STEPS, TINY_TRAINING
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 
 @pytest.fixture(scope="module")
 def covers_over_http(tmp_path_factory):

@@ -19,6 +19,8 @@ from components.cover_example_gen.settings import IngestSettings
 from tests import cover_server as cs
 from tests import images
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 
 def cover(row, category, title, content_hash, authors=("A",)):
     return {

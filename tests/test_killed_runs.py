@@ -108,6 +108,10 @@ def test_runs_killed_in_ingestion_training_and_the_push_are_finished_by_a_rerun(
         status, output = run_and_kill(argv, marker, delay)
         assert status is None, f"{context}: the run ended before the kill ({status}):\n{output}"
         assert_nothing_half_written_is_visible(out, context)
+        if stage == "training":  # killed mid-training: the rerun has epochs to resume from
+            (record,) = glob.glob(os.path.join(out, "trainer_backup", "*", "history.json"))
+            with open(record) as f:
+                assert 1 <= len(json.load(f)["epoch"]) < EPOCHS, context
 
     status, output = run_and_kill(argv, None, 0)
     assert status == 0, f"BOOKCOVER_KILL_SEED={seed}:\n{output}"

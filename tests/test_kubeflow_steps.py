@@ -17,6 +17,8 @@ from kubeflow import local_launcher, runner
 from pipeline import configs, embedded_data
 from tests.pipeline_runs import STEPS
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 CATEGORIES = 3
 
 

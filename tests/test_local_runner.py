@@ -159,6 +159,7 @@ def test_direct_runner_args_spare_tfx_its_ephemeral_package():
     assert os.path.isfile(configs.REQUIREMENTS_FILE)
 
 
+@pytest.mark.pipeline
 def test_a_failed_run_says_what_failed_and_where_its_log_is(tmp_path):
     """Quiet output still shows an error: one message and the log, the traceback in the log."""
     import shutil

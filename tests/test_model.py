@@ -206,6 +206,7 @@ def test_augmented_resnet_keeps_float32_softmax_under_mixed_precision():
     assert out.dtype.name == "float32"
 
 
+@pytest.mark.pipeline
 def test_pretrained_backbone_reads_unit_covers_and_trains(tmp_path):
     # No ImageNet weights are reachable here: the wiring is tested from random weights,
     # which must be asked for by name.

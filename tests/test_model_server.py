@@ -24,6 +24,8 @@ from models import export, predict, serving_client
 from tests import images, serving_memory, tiny_model
 from tests.test_serving import SIGNATURE_INPUTS, assert_worst_cases
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 MODEL = "bookcover"
 
 

@@ -16,6 +16,7 @@ def transformed(tmp_path_factory):
     return tiny_model.build_transform_graph(str(tmp_path_factory.mktemp("tft")))
 
 
+@pytest.mark.pipeline  # TFT's Beam analysis builds the graph
 def test_images_are_decoded_resized_and_standardised(transformed):
     data, _ = transformed
     batch = np.stack([row[constants.IMAGE_KEY] for row in data])
@@ -25,6 +26,7 @@ def test_images_are_decoded_resized_and_standardised(transformed):
     np.testing.assert_allclose(batch.std(axis=(0, 1, 2)), 1.0, atol=1e-2)
 
 
+@pytest.mark.pipeline  # TFT's Beam analysis builds the graph
 def test_labels_are_one_hot_over_the_category_vocabulary(transformed):
     data, output = transformed
     vocabulary = [v.decode() for v in output.vocabulary_by_name(constants.CATEGORY_VOCABULARY)]
@@ -35,6 +37,7 @@ def test_labels_are_one_hot_over_the_category_vocabulary(transformed):
         assert vocabulary[int(label.argmax())] == tiny_model.CATEGORIES[i % 3]
 
 
+@pytest.mark.pipeline  # TFT's Beam analysis builds the graph
 def test_input_fn_batches_raw_tfrecords_through_the_graph(transformed, tmp_path):
     _, output = transformed
     path = tiny_model.write_tfrecords(os.path.join(tmp_path, "data.gz"), tiny_model.raw_rows())
@@ -47,6 +50,7 @@ def test_input_fn_batches_raw_tfrecords_through_the_graph(transformed, tmp_path)
     np.testing.assert_array_equal(tf.reduce_sum(labels, axis=1).numpy(), np.ones(5))
 
 
+@pytest.mark.pipeline  # TFT's Beam analysis builds the graph
 def test_class_counts_follow_the_vocabulary_without_decoding_images(transformed, tmp_path):
     _, output = transformed
     rows = tiny_model.raw_rows(12) + tiny_model.raw_rows(1)  # one extra of CATEGORIES[0]

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from components import cover_pusher
 
 
@@ -34,6 +36,7 @@ def test_two_pushes_in_one_second_get_two_complete_versions(tmp_path):
     assert sorted(os.listdir(serving)) == sorted([first[0], second[0]])  # no staging left
 
 
+@pytest.mark.pipeline
 def test_a_push_killed_mid_copy_leaves_no_version_and_the_next_push_publishes(tmp_path):
     source = model_dir(tmp_path, big_bytes=256 * 1024 * 1024)
     serving = tmp_path / "serving"

@@ -11,9 +11,12 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import run_fn_job, tiny_model
+
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
 
 EPOCHS = 8
 

@@ -17,6 +17,8 @@ from models import export, inputs, predict, serving_client
 from tests import cover_server as cs
 from tests import images, saved_model_loaders, serving_memory, tiny_model
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 
 def serve(loaded, data):
     return loaded.signatures["serving_default"](images=tf.constant(data, dtype=tf.string))

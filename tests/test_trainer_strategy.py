@@ -25,6 +25,8 @@ from models import inputs, model, trainer
 from tests import images as test_images
 from tests import run_fn_job, saved_model_loaders, tiny_model
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

@@ -13,6 +13,8 @@ from components import grid_tuner
 from models import trainer
 from tests import tiny_model
 
+pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
+
 LEARNING_RATES = [1e-3, 5e-4]
 FIRST_FILTERS = [8, 12]
 
