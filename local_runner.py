@@ -147,9 +147,9 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
         "--balance",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="sample every category down to the smallest selected one (the default); "
-        "--no-balance keeps "
-        "up to --per-class books of each (pair it with --model-option class_weights=true)",
+        help="sample every category down to the smallest selected one; --no-balance keeps "
+        "up to --per-class books of each (pair it with --model-option class_weights=true); "
+        f"default: {'--balance' if constants.BALANCE_CLASSES else '--no-balance'}",
     )
 
 

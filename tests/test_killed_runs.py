@@ -17,28 +17,14 @@ import pytest
 
 from bookcover import constants
 from bookcover.cover_cache import CoverCache
+from tests.pipeline_runs import TINY_TRAINING
 
 pytestmark = pytest.mark.pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 6
-# The embedded data's 3 largest categories, a one-point grid and a short training.
-FLAGS = [
-    "--categories",
-    "3",
-    "--epochs",
-    str(EPOCHS),
-    "--tuner-epochs",
-    "1",
-    "--learning-rates",
-    "1e-3",
-    "--first-filters",
-    "8",
-    "--batch-size",
-    "16",
-    "--accuracy-floor",
-    "0.0",
-]
+# The embedded data's 3 largest categories, the tiny one-point grid, a few epochs.
+FLAGS = ["--categories", "3", *TINY_TRAINING, "--epochs", str(EPOCHS)]
 
 
 def run_and_kill(argv: list[str], marker: str | None, delay_s: float) -> tuple[int | None, str]:
