@@ -34,6 +34,14 @@ def check_model_option(name: str, value: object) -> object:
     return value
 
 
+def check_model_options(options: object) -> dict:
+    """A mapping of option names to values, each checked by check_model_option; a
+    ValueError for anything else (a list in a cluster config, say)."""
+    if not isinstance(options, dict):
+        raise ValueError(f"model_options takes an object of NAME: VALUE, got {options!r}")
+    return {name: check_model_option(name, value) for name, value in options.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
     """The grid, the fixed model options, batch, epochs, patience, precision, backup.
@@ -58,9 +66,7 @@ class TrainingSettings:
     backup_dir: str = ""
 
     def __post_init__(self):
-        options = {**_DEFAULT.model_options}
-        for name, value in (self.model_options or {}).items():
-            options[name] = check_model_option(name, value)
+        options = {**_DEFAULT.model_options, **check_model_options(self.model_options or {})}
         set_field = object.__setattr__  # frozen: normalised once, here
         set_field(self, "model_options", options)
         set_field(self, "learning_rates", tuple(float(r) for r in self.learning_rates))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from bookcover.settings import given
 from models import hyperparameters
-from models.settings import TrainingSettings
+from models.settings import TrainingSettings, check_model_options
 from pipeline import configs
 
 
@@ -44,6 +44,6 @@ def resolve(
         learning_rates=tuple(learning_rates or chosen.learning_rates),
         first_filters=tuple(first_filters or chosen.first_filters),
         batch_size=batch_size or chosen.batch_size,
-        model_options={**chosen.model_options, **(model_options or {})},
+        model_options={**chosen.model_options, **check_model_options(model_options or {})},
         **settings,
     )

@@ -29,6 +29,10 @@ def test_a_misspelt_key_is_refused_by_name_not_taken_as_the_default():
         TrainingSettings.from_dict({"model_options": {"lable_smoothing": 0.1}})
     with pytest.raises(ValueError, match="model option augment takes a bool"):
         TrainingSettings(model_options={"augment": "yes"})
+    with pytest.raises(ValueError, match="model_options takes an object of NAME: VALUE"):
+        presets.resolve("default", model_options=["augment"])
+    with pytest.raises(ValueError, match="model_options takes an object of NAME: VALUE"):
+        TrainingSettings.from_dict({"model_options": ["augment"]})
     with pytest.raises(ValueError, match="mixed_precision 'half'"):
         TrainingSettings(mixed_precision="half")
     with pytest.raises(ValueError, match=r"ingest settings: unknown key\(s\) 'top_n'"):
