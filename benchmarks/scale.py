@@ -98,7 +98,9 @@ class TreeMemory:
     def peak(self, start: float = 0.0, end: float = math.inf) -> dict:
         # One sampling interval either side, so that a short step still has a sample.
         margin = self._interval
-        window = [s for s in self.samples if start - margin <= s[0] <= end + margin]
+        window = [s for s in self.samples if start - margin <= s[0] <= end + margin] or [
+            min(self.samples, key=lambda s: abs(s[0] - start))
+        ]
         return {
             "peak_pss_gb": round(max(s[1] for s in window), 3),
             "peak_rss_gb": round(max(s[2] for s in window), 3),
