@@ -313,6 +313,14 @@ def run_flags(parser: argparse.ArgumentParser) -> None:
         default=configs.DIRECT_NUM_WORKERS,
         help="Beam DirectRunner worker processes (0: one per core)",
     )
+    p.add_argument(
+        "--beam-arg",
+        action="append",
+        metavar="ARG",
+        help="a Beam pipeline argument for the Beam steps (repeatable); given, they "
+        "replace the DirectRunner's, e.g. --beam-arg=--runner=PortableRunner "
+        "--beam-arg=--job_endpoint=HOST:8099 (README, 'Beam on a cluster')",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -391,7 +399,7 @@ def run_pipeline(args: argparse.Namespace, output_dir: str) -> dict:
         num_classes=num_classes,
         allow_anomalies=args.allow_anomalies,
         metadata_connection_config=connection,
-        beam_pipeline_args=pipeline.direct_runner_args(args.direct_num_workers),
+        beam_pipeline_args=args.beam_arg or pipeline.direct_runner_args(args.direct_num_workers),
     )
     return local_run.run(bookcover_pipeline, connection, output_dir, args.verbose)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import collections
 import csv
 import dataclasses
+import hashlib
+import heapq
 import io
-import itertools
-import random
 import re
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 
 from tfx.dsl.io import fileio
 
@@ -94,65 +96,137 @@ def parse_list_field(text: str) -> list[str]:
     return [text]
 
 
-def decode_csv(data: bytes) -> tuple[str, str, int]:
-    """(text, encoding, undecodable bytes): a byte-order mark names the encoding
-    (UTF-8, as spreadsheets save "CSV UTF-8", or UTF-16); without one, UTF-8."""
-    encoding = "utf-8"
-    for bom, declared in BOMS:
-        if data.startswith(bom):
-            data, encoding = data[len(bom) :], declared
-            break
-    text = data.decode(encoding, errors="replace")
-    undecodable = text.count("\ufffd") - data.count("\ufffd".encode(encoding))
-    return text, encoding, max(0, undecodable)
+def _count_undecodable(error: UnicodeDecodeError) -> tuple[str, int]:
+    """Decoding error handler: U+FFFD, as errors="replace" writes, counted for the reader
+    decoding on this thread."""
+    reader = _DECODING.reader
+    if reader is not None:
+        reader.undecodable_bytes += 1
+    return "\ufffd", error.end
 
 
-def read_books(path: str) -> ReadResult:
-    """Reads every row; unusable rows are counted by reason, never raised.
+_DECODING = threading.local()
+COUNT_UNDECODABLE = "bookcover-count-undecodable"
+codecs.register_error(COUNT_UNDECODABLE, _count_undecodable)
+READ_BUFFER_BYTES = 1 << 20
 
-    What cannot be counted stops the read with a CsvFormatError naming the file
-    and the line: a missing column, or a quoted field that opens and never closes.
+
+class _RawFile(io.RawIOBase):
+    """A fileio file (local, gs:// or s3://) as the raw stream io's buffered readers take."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._f.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class BookReader:
+    """One streaming pass over a books_data.csv: iterating yields the usable books.
+
+    Memory stays flat whatever the file's size: one buffered chunk and the row being
+    read. Unusable rows are counted by reason, never raised; once the pass is done,
+    the counts below are complete. What cannot be counted stops the pass with a
+    CsvFormatError naming the file and the line: a missing column, or a quoted field
+    that opens and never closes.
     """
-    # Descriptions in the real file exceed csv's default 128 KiB field limit;
-    # over-long fields are counted below instead.
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    books: list[Book] = []
-    skipped: collections.Counter = collections.Counter()
-    rows_read = 0
-    # fileio reads local paths and gs:// or s3:// alike (Kubeflow pipeline roots).
-    with fileio.open(path, "rb") as f:
-        text, encoding, undecodable = decode_csv(f.read())
-    text = text.replace("\x00", NUL_STANDIN)
-    with io.StringIO(text, newline="") as f:
-        reader = csv.DictReader(f)
+
+    def __init__(self, path: str):
+        self.path = path
+        self.skipped: collections.Counter = collections.Counter()  # reason -> rows
+        self.category_counts: collections.Counter = collections.Counter()  # usable rows
+        self.rows_read = 0
+        self.lines = 0  # physical lines after the header
+        # A byte-order mark names the encoding (UTF-8, as spreadsheets save "CSV UTF-8",
+        # or UTF-16); without one, UTF-8.
+        self.encoding = "utf-8"
+        self.undecodable_bytes = 0  # replaced by U+FFFD; their rows are still read
+
+    @property
+    def usable_rows(self) -> int:
+        return sum(self.category_counts.values())
+
+    def __iter__(self) -> Iterator[Book]:
+        # Descriptions in the real file exceed csv's default 128 KiB field limit;
+        # over-long fields are counted in _parse_record instead.
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        # fileio reads local paths and gs:// or s3:// alike (Kubeflow pipeline roots).
+        with fileio.open(self.path, "rb") as f:
+            stream = io.BufferedReader(_RawFile(f), READ_BUFFER_BYTES)
+            start = stream.peek(3)[:3]
+            for bom, declared in BOMS:
+                if start.startswith(bom):
+                    stream.read(len(bom))
+                    self.encoding = declared
+                    break
+            text = io.TextIOWrapper(stream, self.encoding, COUNT_UNDECODABLE, newline="")
+            yield from self._books(text)
+
+    def _lines(self, text: io.TextIOWrapper, record: list[str]) -> Iterator[str]:
+        """The file's lines as the csv reader counts them (\n, \r\n or \r); each also
+        goes to `record`, the lines of the row being read."""
+        while True:
+            _DECODING.reader = self  # the error handler counts for whoever decodes
+            line = text.readline()
+            _DECODING.reader = None
+            if not line:
+                return
+            self.lines += 1
+            record.append(line.replace("\x00", NUL_STANDIN))
+            yield record[-1]
+
+    def _books(self, text: io.TextIOWrapper) -> Iterator[Book]:
+        record: list[str] = []
+        reader = csv.DictReader(self._lines(text, record))
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise CsvFormatError(
-                f"{path}: missing required column(s) {', '.join(missing)}; "
+                f"{self.path}: missing required column(s) {', '.join(missing)}; "
                 f"found {reader.fieldnames}"
             )
         header_lines = reader.line_num
         first_line = last_line = header_lines
-        for rows_read, record in enumerate(reader, start=1):
+        last_record: list[str] = []
+        record.clear()
+        for self.rows_read, fields in enumerate(reader, start=1):
             first_line, last_line = last_line + 1, reader.line_num
-            book, reason = _parse_record(rows_read, record)
+            last_record = record[:]
+            record.clear()
+            book, reason = _parse_record(self.rows_read, fields)
             if book is None:
-                skipped[reason] += 1
+                self.skipped[reason] += 1
             else:
-                books.append(book)
-    _check_quotes_closed(path, text, first_line, last_line)
-    lines = sum(1 for _ in io.StringIO(text, newline="")) - header_lines
-    return ReadResult(books, skipped, rows_read, lines, encoding, undecodable)
+                self.category_counts[book.category] += 1
+                yield book
+        self.lines -= header_lines
+        _check_quotes_closed(self.path, "".join(last_record + record), first_line, last_line)
 
 
-def _check_quotes_closed(path: str, text: str, first_line: int, last_line: int) -> None:
+def read_books(path: str) -> ReadResult:
+    """Every usable row in memory, with the counts of the rest (BookReader's pass)."""
+    reader = BookReader(path)
+    books = list(reader)
+    return ReadResult(
+        books,
+        reader.skipped,
+        reader.rows_read,
+        reader.lines,
+        reader.encoding,
+        reader.undecodable_bytes,
+    )
+
+
+def _check_quotes_closed(path: str, rest: str, first_line: int, last_line: int) -> None:
     """Stops the read when the last row ends inside a quoted field: the csv module
-    then silently makes the rest of the file one field."""
+    then silently makes the rest of the file one field. `rest` is the text from the
+    last row's first line (`first_line`) to the end of the file."""
     if last_line <= first_line:
         return
-    # Lines as the csv reader counts them (\n, \r\n or \r), not as str.splitlines does;
-    # only the last row's are joined, not the whole file's.
-    rest = "".join(itertools.islice(io.StringIO(text, newline=""), first_line - 1, None))
     try:
         for _ in csv.reader(io.StringIO(rest, newline=""), strict=True):
             pass
@@ -211,7 +285,11 @@ class CategoryCount:
 
 def analyse_categories(books: Iterable[Book]) -> list[CategoryCount]:
     """Category frequencies, largest first (ties by name), with cumulative share."""
-    counts = collections.Counter(b.category for b in books)
+    return category_table(collections.Counter(b.category for b in books))
+
+
+def category_table(counts: collections.Counter) -> list[CategoryCount]:
+    """The table of category -> usable books counts, largest first (ties by name)."""
     total = sum(counts.values())
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     table, running = [], 0
@@ -256,8 +334,54 @@ def count_selected_categories(
     The pipeline needs the number before CoverExampleGen runs (labels have a
     fixed width); the selection is deterministic, so both agree.
     """
-    table = analyse_categories(read_books(path).books)
-    return len(select_categories(table, top_k, min_books))
+    reader = BookReader(path)
+    for _ in reader:
+        pass
+    return len(select_categories(category_table(reader.category_counts), top_k, min_books))
+
+
+def quotas(
+    counts: collections.Counter,
+    categories: Sequence[str],
+    per_class: int | None,
+    balance: bool = True,
+) -> dict[str, int]:
+    """Books to sample per selected category.
+
+    Balanced (the default), N is at most the smallest selected category's
+    count; unbalanced, each category keeps up to `per_class` books (all of
+    them with None), for training with class weights.
+    """
+    if balance:
+        smallest = min(counts[c] for c in categories)
+        n = smallest if per_class is None else min(per_class, smallest)
+        return {c: n for c in categories}
+    return {c: counts[c] if per_class is None else min(per_class, counts[c]) for c in categories}
+
+
+def sample_key(seed: int, row: int) -> int:
+    """A row's place in the sampling order: the rows with the smallest keys are taken."""
+    digest = hashlib.blake2b(f"{seed}:{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def sample_books(books: Iterable[Book], quota: dict[str, int], seed: int) -> list[Book]:
+    """Per category (in `quota`'s order) its `quota[c]` books of smallest sample_key, by row.
+
+    One pass that holds only the books it keeps, so `books` may be a BookReader over a
+    file of any size; the same books come out whatever the order they go in.
+    """
+    kept: dict[str, list] = {c: [] for c in quota}
+    for book in books:
+        heap = kept.get(book.category)
+        if heap is None or not quota[book.category]:
+            continue
+        item = (-sample_key(seed, book.row), book.row, book)  # a max-heap on the key
+        if len(heap) < quota[book.category]:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    return [item[2] for c in quota for item in sorted(kept[c], key=lambda i: i[1])]
 
 
 def sample_balanced(
@@ -267,26 +391,45 @@ def sample_balanced(
     seed: int,
     balance: bool = True,
 ) -> list[Book]:
-    """N books per category, reproducibly.
+    """N books per category, reproducibly (quotas, sample_books)."""
+    counts = collections.Counter(b.category for b in books)
+    return sample_books(books, quotas(counts, categories, per_class, balance), seed)
 
-    Balanced (the default), N is at most the smallest selected category's
-    count; unbalanced, each category keeps up to `per_class` books (all of
-    them with None), for training with class weights.
-    """
-    by_category: dict[str, list[Book]] = {c: [] for c in categories}
-    for book in books:
-        if book.category in by_category:
-            by_category[book.category].append(book)
-    rng = random.Random(seed)
-    sample: list[Book] = []
-    if balance:
-        smallest = min(len(v) for v in by_category.values())
-        n = smallest if per_class is None else min(per_class, smallest)
-        for category in categories:
-            sample.extend(rng.sample(by_category[category], n))
-        return sample
-    for category in categories:
-        pool = by_category[category]
-        n = len(pool) if per_class is None else min(per_class, len(pool))
-        sample.extend(rng.sample(pool, n))
-    return sample
+
+@dataclasses.dataclass
+class Selection:
+    """What CoverExampleGen takes from a CSV: the category table, the selected
+    categories and the sampled books, with the pass's counts (`reader`)."""
+
+    reader: BookReader
+    table: list[CategoryCount]
+    categories: list[str]
+    books: list[Book]
+
+
+def select_books(
+    path: str,
+    top_k: int | None,
+    min_books: int | None,
+    per_class: int | None,
+    seed: int,
+    balance: bool = True,
+) -> Selection:
+    """Two streaming passes over the CSV: count the categories, then sample the selected
+    ones. Memory holds the category counts and the sampled books, never the file."""
+    reader = BookReader(path)
+    for _ in reader:
+        pass
+    table = category_table(reader.category_counts)
+    if not table:
+        raise ValueError(
+            f"{path}: none of its {reader.rows_read} rows is usable; "
+            f"skipped by reason: {dict(reader.skipped)}"
+        )
+    categories = select_categories(table, top_k, min_books)
+    quota = quotas(reader.category_counts, categories, per_class, balance)
+    second = BookReader(path)
+    books = sample_books(second, quota, seed)
+    if second.category_counts != reader.category_counts:
+        raise CsvFormatError(f"{path} changed while it was being read; rerun once it is written")
+    return Selection(reader, table, categories, books)

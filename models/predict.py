@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 from bookcover import constants
 
 
-def classify_examples(model_dir: str, example_files: list[str], batch_size: int = 64) -> list[dict]:
+def classify_examples(
+    model_dir: str, example_files: list[str], batch_size: int = 64
+) -> Iterator[dict]:
     """Every example in the gzipped TFRecord files, through the model's serving_tf_example
-    signature: its cover, title, true category, top category and that category's score."""
+    signature, one batch in memory at a time: its cover, title, true category, top
+    category and that category's score."""
     import tensorflow as tf
 
     classify = tf.saved_model.load(model_dir).signatures["serving_tf_example"]
-    covers = []
     for batch in tf.data.TFRecordDataset(example_files, compression_type="GZIP").batch(batch_size):
         result = classify(examples=batch)
         for serialized, category, score in zip(
@@ -25,16 +28,13 @@ def classify_examples(model_dir: str, example_files: list[str], batch_size: int 
             strict=True,
         ):
             feature = tf.train.Example.FromString(serialized).features.feature
-            covers.append(
-                {
-                    "image": feature[constants.IMAGE_KEY].bytes_list.value[0],
-                    "title": feature[constants.TITLE_KEY].bytes_list.value[0].decode(),
-                    "true": feature[constants.CATEGORY_KEY].bytes_list.value[0].decode(),
-                    "predicted": category.decode(),
-                    "score": float(score),
-                }
-            )
-    return covers
+            yield {
+                "image": feature[constants.IMAGE_KEY].bytes_list.value[0],
+                "title": feature[constants.TITLE_KEY].bytes_list.value[0].decode(),
+                "true": feature[constants.CATEGORY_KEY].bytes_list.value[0].decode(),
+                "predicted": category.decode(),
+                "score": float(score),
+            }
 
 
 def local_classifier(model_dir: str):

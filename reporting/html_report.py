@@ -250,9 +250,15 @@ def _gallery(model_uri: str, examples_uri: str, report_dir: str) -> list[dict]:
     from models import predict
 
     test_files = sorted(fileio.glob(os.path.join(examples_uri, "Split-test", "*")))
-    covers = predict.classify_examples(os.path.join(model_uri, "Format-Serving"), test_files)
-    right = [c for c in covers if c["true"] == c["predicted"]]
-    wrong = [c for c in covers if c["true"] != c["predicted"]]
+    # The first few of each category, right and wrong: the report holds a bounded
+    # number of covers however large the test split.
+    right: dict[str, list[dict]] = {}
+    wrong: dict[str, list[dict]] = {}
+    for cover in predict.classify_examples(os.path.join(model_uri, "Format-Serving"), test_files):
+        kept = right if cover["true"] == cover["predicted"] else wrong
+        shelf = kept.setdefault(cover["true"], [])
+        if len(shelf) < GALLERY_PER_KIND:
+            shelf.append(cover)
     gallery_dir = os.path.join(report_dir, GALLERY_DIR)
     fileio.makedirs(gallery_dir)
     kinds = []
@@ -273,11 +279,8 @@ def _gallery(model_uri: str, examples_uri: str, report_dir: str) -> list[dict]:
 # --- Data ------------------------------------------------------------------------
 
 
-def _spread(covers: list[dict]) -> list[dict]:
+def _spread(by_category: dict[str, list[dict]]) -> list[dict]:
     """Up to GALLERY_PER_KIND covers, taking the categories in turn so all are shown."""
-    by_category: dict[str, list[dict]] = {}
-    for cover in covers:
-        by_category.setdefault(cover["true"], []).append(cover)
     chosen = []
     while len(chosen) < GALLERY_PER_KIND and any(by_category.values()):
         for category in sorted(by_category):

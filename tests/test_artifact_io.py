@@ -147,8 +147,12 @@ def test_example_gen_analysis_and_ingest_summary_on_a_non_posix_filesystem():
     with fileio.open(f"{remote}/data/books_data.csv", "w") as f:
         f.write(header + rows)
     settings = IngestSettings(top_k=2, per_class=None, balance=False)
-    books = analysis.analyse_and_select(f"{remote}/data/books_data.csv", settings, f"{remote}/out")
-    assert len(books) == 10
+    selected = analysis.analyse_and_select(
+        f"{remote}/data/books_data.csv", settings, f"{remote}/out"
+    )
+    books = analysis.read_selection(f"{remote}/out/{analysis.SELECTION_FILE}")
+    assert selected == len(books) == 10
+    assert sorted(b["title"] for b in books) == [f"B{i}" for i in range(10)]
     facts = json.loads(fileio.open(f"{remote}/out/{analysis.ANALYSIS_FILE}").read())
     assert facts["selected_categories"] == ["A", "B"]
     assert fileio.open(f"{remote}/out/{analysis.PLOT_FILE}", "rb").read()[:4] == b"\x89PNG"

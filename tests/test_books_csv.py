@@ -1,6 +1,7 @@
 """books_data.csv parsing, category analysis, selection and balanced sampling."""
 
 import os
+import tracemalloc
 
 import pytest
 
@@ -179,3 +180,39 @@ def test_quoted_line_breaks_reconcile_lines_with_rows(tmp_path):
     path.write_text(HEADER + "Multi,\"one\ntwo\nthree\",['A'],http://x/1.jpg,,,,,['Art'],\n")
     result = books_csv.read_books(str(path))
     assert (result.rows_read, result.lines, result.lines_not_starting_a_row) == (1, 3, 2)
+
+
+def _write_rows(path, categories, filler=""):
+    rows = [
+        f"T{i},{filler},['A'],http://x/{i}.jpg,,,,,['{c}'],\n" for i, c in enumerate(categories)
+    ]
+    path.write_text(HEADER + "".join(rows))
+
+
+def test_selecting_from_the_file_samples_as_from_the_books_in_memory(tmp_path):
+    path = tmp_path / "books.csv"
+    _write_rows(path, ["a", "b", "c", "a", "b", "a"] * 40 + ["d"] * 5)
+    selection = books_csv.select_books(str(path), 3, None, 25, seed=3)
+    books = books_csv.read_books(str(path)).books
+    assert selection.categories == ["a", "b", "c"]
+    assert selection.books == books_csv.sample_balanced(books, ["a", "b", "c"], 25, seed=3)
+    assert selection.reader.usable_rows == len(books) == 245
+    # The same books whatever order they are offered in: the sample is a property of rows.
+    quota = {"a": 25, "b": 25, "c": 25}
+    assert books_csv.sample_books(reversed(books), quota, 3) == selection.books
+
+
+def test_a_pass_over_the_csv_holds_a_row_at_a_time_not_the_file(tmp_path):
+    path = tmp_path / "books.csv"
+    # 12,000 rows of ~700 bytes (the real file's mean): about 8 MB.
+    _write_rows(path, ["a", "b", "c"] * 4000, filler="d" * 640)
+    assert path.stat().st_size > 8_000_000
+    tracemalloc.start()
+    try:
+        reader = books_csv.BookReader(str(path))
+        usable = sum(1 for _ in reader)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert usable == 12_000 and reader.lines == 12_000
+    assert peak < 4_000_000  # the read buffer and one row; the whole file would be 8 MB+

@@ -21,22 +21,24 @@ COUNTS_FILE = "category_counts.csv"
 ANALYSIS_FILE = "category_analysis.json"
 PLOT_FILE = "category_cumulative_share.png"
 INGEST_FILE = "ingest_summary.json"
+SELECTION_FILE = "selected_books.jsonl"
 
 
-def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) -> list[dict]:
-    """Reads the CSV, writes the category analysis to `out_dir`, returns the sampled books."""
-    read = books_csv.read_books(csv_path)
-    table = books_csv.analyse_categories(read.books)
-    if not table:
-        raise ValueError(
-            f"{csv_path}: none of its {read.rows_read} rows is usable; "
-            f"skipped by reason: {dict(read.skipped)}"
-        )
-    categories = books_csv.select_categories(table, settings.top_k, settings.min_books)
-    sample = books_csv.sample_balanced(
-        read.books, categories, settings.per_class, settings.seed, settings.balance
+def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) -> int:
+    """Reads the CSV, writes the category analysis and the sampled books (SELECTION_FILE,
+    one JSON object per line, for the download step to read) to `out_dir`; returns how
+    many books were sampled."""
+    selection = books_csv.select_books(
+        csv_path,
+        settings.top_k,
+        settings.min_books,
+        settings.per_class,
+        settings.seed,
+        settings.balance,
     )
+    read, table, categories = selection.reader, selection.table, selection.categories
     fileio.makedirs(out_dir)
+    write_selection(selection.books, os.path.join(out_dir, SELECTION_FILE))
     write_counts(table, os.path.join(out_dir, COUNTS_FILE))
     plot_cumulative_share(table, os.path.join(out_dir, PLOT_FILE), len(categories))
     summary = {
@@ -46,18 +48,32 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
         "data_lines": read.lines,
         "rows_read": read.rows_read,
         # Reconciles lines with rows: line breaks inside quoted fields, blank lines.
-        "lines_not_starting_a_row": read.lines_not_starting_a_row,
-        "usable_rows": len(read.books),
+        "lines_not_starting_a_row": read.lines - read.rows_read,
+        "usable_rows": read.usable_rows,
         "skipped_rows": dict(sorted(read.skipped.items())),
         "categories_total": len(table),
         "categories_covering_half": books_csv.categories_covering(table, 0.5),
         "selected_categories": categories,
-        "per_class": dict(collections.Counter(b.category for b in sample)),
-        "selected_books": len(sample),
+        "per_class": dict(collections.Counter(b.category for b in selection.books)),
+        "selected_books": len(selection.books),
     }
     _write_text(os.path.join(out_dir, ANALYSIS_FILE), json.dumps(summary, indent=2))
     logging.info("category analysis: %s", json.dumps(summary))
-    return [{**dataclasses.asdict(b), "authors": list(b.authors)} for b in sample]
+    return len(selection.books)
+
+
+def write_selection(books: list[books_csv.Book], path: str) -> None:
+    """The sampled books as JSON lines: read back by a Beam source, so that the
+    selection travels as a file and not inside the job graph (Dataflow refuses
+    graphs over about 10 MB)."""
+    with fileio.open(path, "w") as f:
+        for book in books:
+            f.write(json.dumps({**dataclasses.asdict(book), "authors": list(book.authors)}) + "\n")
+
+
+def read_selection(path: str) -> list[dict]:
+    with fileio.open(path) as f:
+        return [json.loads(line) for line in f]
 
 
 def write_counts(table: list[books_csv.CategoryCount], path: str) -> None:

@@ -130,54 +130,83 @@ class DownloadCoversFn(beam.DoFn):
         yield {**book, "cover": cover, "content_hash": cover_image.content_hash(cover)}
 
 
-def _keep_first_by_hash(item: tuple[str, list[dict]]):
-    _, group = item
-    ordered = sorted(group, key=lambda b: (b["row"], b["image_url"]))
-    if len(ordered) > 1:
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc(len(ordered) - 1)
-    return ordered[0]
+def _identity(cover: dict) -> tuple[str, tuple]:
+    """content hash -> what deduplication and splitting need of a cover, without its bytes."""
+    book = splits.book_key(cover["title"], cover["authors"])
+    return cover["content_hash"], (cover["row"], cover["image_url"], cover["category"], book)
+
+
+def _keep_first_by_hash(item: tuple[str, list[tuple]]) -> tuple[str, tuple]:
+    content_hash, group = item
+    group = list(group)
+    row, _, category, book = min(group)  # the first row that has this cover
+    if len(group) > 1:
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc(len(group) - 1)
+    return category, (book, content_hash, row)
 
 
 class AssignSplitsFn(beam.DoFn):
-    """Per category: orders books stably and fills train/eval/test to their shares."""
+    """Per category: orders books stably and fills train/eval/test to their shares.
+
+    It sees (book, content hash, row) of each cover of the category, never the
+    cover itself: a large category costs one worker a few bytes per cover.
+    """
 
     def __init__(self, buckets: list[int], split_names: list[str], seed: int):
         self._buckets = buckets
         self._split_names = split_names
         self._seed = seed
 
-    def process(self, item: tuple[str, list[dict]]):
-        category, items = item
-        books: dict[str, list[dict]] = {}
-        for cover in items:
-            books.setdefault(splits.book_key(cover["title"], cover["authors"]), []).append(cover)
+    def process(self, item: tuple[str, list[tuple]]):
+        category, covers = item
+        books: dict[str, list[tuple]] = {}
+        for book, content_hash, row in covers:
+            books.setdefault(book, []).append((content_hash, row))
         keys = sorted(books, key=lambda k: splits.stable_order(k, self._seed))
         assignment = splits.assign_groups([len(books[k]) for k in keys], self._buckets)
         for key, split_index in zip(keys, assignment, strict=True):
             split = self._split_names[split_index]
-            for cover in sorted(books[key], key=lambda c: c["content_hash"]):
+            for content_hash, row in sorted(books[key]):
                 beam.metrics.Metrics.counter(
                     METRICS_NAMESPACE, f"examples/{split}/{category}"
                 ).inc()
-                yield split, cover
+                yield (row, content_hash), split
+
+
+def _placed(item: tuple[tuple, dict]):
+    """(split, cover) for a cover that was given a split; a duplicate was given none."""
+    _, joined = item
+    for split in joined["split"]:
+        for cover in joined["cover"]:
+            yield split, cover
 
 
 class DedupeAndSplit(beam.PTransform):
-    """Covers -> (split name, cover): one cover per content hash, stratified by category."""
+    """Covers -> (split name, cover): one cover per content hash, stratified by category.
+
+    Deduplication and the split assignment run on keys and hashes; the covers
+    meet their split in a join on (CSV row, content hash), so no step gathers a category's
+    bytes in one place.
+    """
 
     def __init__(self, buckets: list[int], split_names: list[str], seed: int):
         super().__init__()
         self._assign = AssignSplitsFn(buckets, split_names, seed)
 
     def expand(self, covers_pcoll):
-        return (
+        assigned = (
             covers_pcoll
-            | "ByHash" >> beam.Map(lambda c: (c["content_hash"], c))
+            | "Identity" >> beam.Map(_identity)
             | "GroupHash" >> beam.GroupByKey()
             | "Dedupe" >> beam.Map(_keep_first_by_hash)
-            | "ByCategory" >> beam.Map(lambda c: (c["category"], c))
             | "GroupCategory" >> beam.GroupByKey()
             | "AssignSplits" >> beam.ParDo(self._assign)
+        )
+        by_row = covers_pcoll | "ByRow" >> beam.Map(lambda c: ((c["row"], c["content_hash"]), c))
+        return (
+            {"cover": by_row, "split": assigned}
+            | "Join" >> beam.CoGroupByKey()
+            | "Place" >> beam.FlatMap(_placed)
         )
 
 
@@ -214,7 +243,8 @@ def failure_line(failure: dict) -> str:
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Custom ExampleGen executor; the CSV is small enough to select on the driver."""
+    """Custom ExampleGen executor: selects on the driver in two streaming passes over the
+    CSV (memory holds the selection, not the file), downloads and splits with Beam."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 - TFX API
         # Splitting is stratified and book-aware, so GenerateExamplesByBeam is ours.
@@ -248,42 +278,47 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             fetch=dataclasses.replace(settings.fetch, base_dir=os.path.dirname(csv_path)),
         )
         analysis_dir = artifact_utils.get_single_uri(output_dict["category_analysis"])
-        selection = analysis.analyse_and_select(csv_path, settings, analysis_dir)
+        selected = analysis.analyse_and_select(csv_path, settings, analysis_dir)
+        selection_file = os.path.join(analysis_dir, analysis.SELECTION_FILE)
 
         examples_artifact = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY]
         )
         examples_artifact.split_names = artifact_utils.encode_split_names(split_names)
         result = self._run_beam(
-            selection,
+            selection_file,
+            selected,
             settings,
             split_names,
             buckets,
             examples_artifact.uri,
             output_dict[standard_component_specs.EXAMPLES_KEY],
         )
-        counts = analysis.ingest_counts(result.metrics(), METRICS_NAMESPACE, len(selection))
+        counts = analysis.ingest_counts(result.metrics(), METRICS_NAMESPACE, selected)
         analysis.write_ingest_summary(analysis_dir, counts)
         for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
             artifact.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
             artifact.set_string_custom_property("file_format", "tfrecords_gzip")
-        share = counts["failed"] / max(len(selection), 1)
+        share = counts["failed"] / max(selected, 1)
         if share > settings.max_failure_share:
             raise RuntimeError(
-                f"{counts['failed']} of {len(selection)} covers ({share:.0%}) failed, over the "
+                f"{counts['failed']} of {selected} covers ({share:.0%}) failed, over the "
                 f"allowed {settings.max_failure_share:.0%}; reasons {counts['failed_by_reason']}; "
                 f"see {os.path.join(examples_artifact.uri, FAILURES_FILE)}"
             )
         logging.info("CoverExampleGen: %s", json.dumps(counts))
 
-    def _run_beam(self, selection, settings, split_names, buckets, examples_uri, examples):
+    def _run_beam(
+        self, selection_file, selected, settings, split_names, buckets, examples_uri, examples
+    ):
         pipeline = self._make_beam_pipeline()
         downloaded = (
             pipeline
-            | "Books" >> beam.Create(selection)
+            | "Books" >> beam.io.ReadFromText(selection_file)
+            | "Parse" >> beam.Map(json.loads)
             | "Spread" >> beam.Reshuffle()
             | "Download"
-            >> beam.ParDo(DownloadCoversFn(settings, len(selection))).with_outputs(
+            >> beam.ParDo(DownloadCoversFn(settings, selected)).with_outputs(
                 "failures", main="covers"
             )
         )
