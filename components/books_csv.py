@@ -151,6 +151,11 @@ class BookReader:
     def usable_rows(self) -> int:
         return sum(self.category_counts.values())
 
+    @property
+    def lines_not_starting_a_row(self) -> int:
+        """Line breaks inside quoted fields (real descriptions have them) and blank lines."""
+        return self.lines - self.rows_read
+
     def __iter__(self) -> Iterator[Book]:
         # Descriptions in the real file exceed csv's default 128 KiB field limit;
         # over-long fields are counted in _parse_record instead.
@@ -334,10 +339,16 @@ def count_selected_categories(
     The pipeline needs the number before CoverExampleGen runs (labels have a
     fixed width); the selection is deterministic, so both agree.
     """
+    counted = count_categories(path)
+    return len(select_categories(category_table(counted.category_counts), top_k, min_books))
+
+
+def count_categories(path: str) -> BookReader:
+    """One pass that keeps nothing but the counts: category_counts, skipped, lines."""
     reader = BookReader(path)
     for _ in reader:
         pass
-    return len(select_categories(category_table(reader.category_counts), top_k, min_books))
+    return reader
 
 
 def quotas(
@@ -417,9 +428,7 @@ def select_books(
 ) -> Selection:
     """Two streaming passes over the CSV: count the categories, then sample the selected
     ones. Memory holds the category counts and the sampled books, never the file."""
-    reader = BookReader(path)
-    for _ in reader:
-        pass
+    reader = count_categories(path)
     table = category_table(reader.category_counts)
     if not table:
         raise ValueError(

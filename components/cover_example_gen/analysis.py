@@ -48,7 +48,7 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
         "data_lines": read.lines,
         "rows_read": read.rows_read,
         # Reconciles lines with rows: line breaks inside quoted fields, blank lines.
-        "lines_not_starting_a_row": read.lines - read.rows_read,
+        "lines_not_starting_a_row": read.lines_not_starting_a_row,
         "usable_rows": read.usable_rows,
         "skipped_rows": dict(sorted(read.skipped.items())),
         "categories_total": len(table),
