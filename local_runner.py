@@ -9,7 +9,8 @@ import sys
 
 from bookcover import constants
 from models import hyperparameters
-from pipeline import configs
+from pipeline import configs, flags
+from pipeline.flags import bounded
 
 
 def model_option(text: str) -> tuple[str, object]:
@@ -32,45 +33,6 @@ def model_option(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
 
 
-def bounded(kind: type, low: float, high: float | None = None, low_open: bool = False):
-    """An argparse type: a `kind` number within [low, high] ((low, high] when low_open);
-    the error names the accepted range, and argparse adds the flag."""
-    upper = "" if high is None else f" and at most {high:g}"
-    lower = f"over {low:g}" if low_open else f"at least {low:g}"
-    wanted = f"{'an integer' if kind is int else 'a number'} {lower}{upper}"
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {wanted}") from None
-        too_low = value <= low if low_open else value < low
-        if too_low or (high is not None and value > high) or value != value:  # NaN
-            raise argparse.ArgumentTypeError(f"{text}: expected {wanted}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in some messages
-    return parse
-
-
-def cidr(text: str) -> str:
-    from bookcover import url_policy
-
-    try:
-        return url_policy.parse_networks([text])[0]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def host_name(text: str) -> str:
-    from bookcover import url_policy
-
-    try:
-        return url_policy.parse_hosts([text])[0]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def training_settings_from(args: argparse.Namespace, output_dir: str = ""):
     """The model preset with the flags' overrides (pipeline/presets.py, shared with Kubeflow)."""
     from pipeline import presets
@@ -91,27 +53,25 @@ def training_settings_from(args: argparse.Namespace, output_dir: str = ""):
 
 def ingest_settings_from(args: argparse.Namespace, top_k: int | None, output_dir: str):
     """What CoverExampleGen selects, samples and fetches, from the flags."""
-    from bookcover.downloader import FetchConfig
     from bookcover.settings import given
     from components.cover_example_gen.settings import IngestSettings
 
-    fetch = FetchConfig(
-        **given(
-            connections=args.connections,
-            deadline_s=args.download_deadline,
-            cover_format=args.cover_format,
-        ),
-        allow_private_addresses=not args.refuse_private_addresses,
-        allowed_networks=tuple(args.allow_network),
-        allowed_hosts=tuple(args.allow_host),
-        covers_root=os.path.abspath(args.covers_root) if args.covers_root else "",
-    )
     return IngestSettings(
         top_k=None if args.min_books else top_k,
         min_books=args.min_books,
         **given(per_class=args.per_class, balance=args.balance),
         cache_dir=os.path.join(output_dir, "cache", "covers"),
-        fetch=fetch,
+        fetch=flags.fetch_config_from(args),
+    )
+
+
+def catalogue_settings_from(args: argparse.Namespace, output_dir: str):
+    """What --classify-uncategorised classifies with, fetched as ingestion fetches."""
+    from components.catalogue.classify import CatalogueSettings
+
+    return CatalogueSettings(
+        cache_dir=os.path.join(output_dir, "cache", "covers"),
+        fetch=flags.fetch_config_from(args),
     )
 
 
@@ -237,63 +197,6 @@ def validation_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def download_flags(parser: argparse.ArgumentParser) -> None:
-    """How covers are fetched and stored, and what a cover URL may reach."""
-    p = parser.add_argument_group("downloads")
-    p.add_argument(
-        "--cover-format",
-        choices=constants.COVER_FORMATS,
-        default=None,
-        help=f"how covers are stored in the examples (default {constants.COVER_FORMAT}); the "
-        "reviewed schema expects JPEG",
-    )
-    p.add_argument(
-        "--connections",
-        type=bounded(int, 1, 1024),
-        default=None,
-        help=f"concurrent downloads per Beam worker (default {constants.CONNECTIONS_PER_WORKER})",
-    )
-    p.add_argument(
-        "--download-deadline",
-        type=bounded(float, 0, 86400, low_open=True),
-        default=None,
-        metavar="S",
-        help="seconds one cover may take in all: name resolution, connecting, every "
-        "attempt, redirect and wait between attempts, or a local file's read "
-        f"(default {constants.DOWNLOAD_DEADLINE_S:g})",
-    )
-    p.add_argument(
-        "--refuse-private-addresses",
-        action="store_true",
-        help="refuse cover URLs (and redirects) whose host resolves to a loopback or "
-        "private address; link-local and metadata addresses are always refused",
-    )
-    p.add_argument(
-        "--allow-network",
-        action="append",
-        default=[],
-        type=cidr,
-        metavar="CIDR",
-        help="with --refuse-private-addresses: a private block that is still allowed "
-        "(repeatable, e.g. 10.1.0.0/16)",
-    )
-    p.add_argument(
-        "--allow-host",
-        action="append",
-        default=[],
-        type=host_name,
-        metavar="HOST",
-        help="fetch covers only from these hosts (repeatable; .example.com allows every "
-        "name under example.com); default: any host",
-    )
-    p.add_argument(
-        "--covers-root",
-        metavar="DIR",
-        help="local cover paths must lie under DIR (default: the CSV's folder); relative "
-        "paths always resolve against the CSV's folder",
-    )
-
-
 def run_flags(parser: argparse.ArgumentParser) -> None:
     """Where outputs go, how much is shown, how many Beam workers."""
     p = parser.add_argument_group("this run")
@@ -301,6 +204,12 @@ def run_flags(parser: argparse.ArgumentParser) -> None:
         "--output-dir",
         default=configs.OUTPUT_DIR,
         help="where everything is written (default ./outputs)",
+    )
+    p.add_argument(
+        "--classify-uncategorised",
+        action="store_true",
+        help="after the push, classify the CSV's rows without a category with the model "
+        "just pushed (the ClassifyCatalogue step: predictions.csv and summary.json)",
     )
     p.add_argument(
         "--verbose",
@@ -328,7 +237,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Train and push a book-cover category classifier with TFX. With no "
         "--books-csv the run uses a small generated dataset (the embedded default)."
     )
-    for add_flags in (data_flags, training_flags, validation_flags, download_flags, run_flags):
+    for add_flags in (
+        data_flags,
+        training_flags,
+        validation_flags,
+        flags.download_flags,
+        run_flags,
+    ):
         add_flags(p)
     return p.parse_args(argv)
 
@@ -400,6 +315,9 @@ def run_pipeline(args: argparse.Namespace, output_dir: str) -> dict:
         allow_anomalies=args.allow_anomalies,
         metadata_connection_config=connection,
         beam_pipeline_args=args.beam_arg or pipeline.direct_runner_args(args.direct_num_workers),
+        catalogue=catalogue_settings_from(args, output_dir)
+        if args.classify_uncategorised
+        else None,
     )
     return local_run.run(bookcover_pipeline, connection, output_dir, args.verbose)
 

@@ -8,7 +8,7 @@ importing them imports TensorFlow, and `bookcover.console` must be able to set
 TensorFlow's environment before that happens.
 """
 
-ARTIFACT_TYPES = ("CategoryAnalysis", "DataVerdict", "RunReport")
+ARTIFACT_TYPES = ("CategoryAnalysis", "CataloguePredictions", "DataVerdict", "RunReport")
 
 
 def __getattr__(name: str):

@@ -19,3 +19,9 @@ class RunReport(artifact.Artifact):
     """The run's report: index.html with its pictures, and run_summary.json."""
 
     TYPE_NAME = "bookcover.RunReport"
+
+
+class CataloguePredictions(artifact.Artifact):
+    """A catalogue's predictions: predictions.csv (one row per row taken) and summary.json."""
+
+    TYPE_NAME = "bookcover.CataloguePredictions"

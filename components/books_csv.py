@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import collections
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -157,6 +158,22 @@ class BookReader:
         return self.lines - self.rows_read
 
     def __iter__(self) -> Iterator[Book]:
+        for book, reason in self.every_row():
+            if reason:
+                self.skipped[reason] += 1
+            else:
+                self.category_counts[book.category] += 1
+                yield book
+
+    def every_row(self) -> Iterator[tuple[Book, str]]:
+        """Every row with what could be read of it and why it is not a usable book
+        ("" for one that is); the reasons are the caller's to count. The catalogue
+        classifies the rows without a category."""
+        with self._text() as text:
+            yield from self._rows(text)
+
+    @contextlib.contextmanager
+    def _text(self) -> Iterator[io.TextIOWrapper]:
         # Descriptions in the real file exceed csv's default 128 KiB field limit;
         # over-long fields are counted in _parse_record instead.
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -169,8 +186,7 @@ class BookReader:
                     stream.read(len(bom))
                     self.encoding = declared
                     break
-            text = io.TextIOWrapper(stream, self.encoding, COUNT_UNDECODABLE, newline="")
-            yield from self._books(text)
+            yield io.TextIOWrapper(stream, self.encoding, COUNT_UNDECODABLE, newline="")
 
     def _lines(self, text: io.TextIOWrapper, record: list[str]) -> Iterator[str]:
         """The file's lines as the csv reader counts them (\n, \r\n or \r); each also
@@ -185,7 +201,7 @@ class BookReader:
             record.append(line.replace("\x00", NUL_STANDIN))
             yield record[-1]
 
-    def _books(self, text: io.TextIOWrapper) -> Iterator[Book]:
+    def _rows(self, text: io.TextIOWrapper) -> Iterator[tuple[Book, str]]:
         record: list[str] = []
         reader = csv.DictReader(self._lines(text, record))
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
@@ -202,12 +218,7 @@ class BookReader:
             first_line, last_line = last_line + 1, reader.line_num
             last_record = record[:]
             record.clear()
-            book, reason = _parse_record(self.rows_read, fields)
-            if book is None:
-                self.skipped[reason] += 1
-            else:
-                self.category_counts[book.category] += 1
-                yield book
+            yield _parse_record(self.rows_read, fields)
         self.lines -= header_lines
         _check_quotes_closed(self.path, "".join(last_record + record), first_line, last_line)
 
@@ -245,33 +256,39 @@ def _check_quotes_closed(path: str, rest: str, first_line: int, last_line: int) 
         ) from None
 
 
-def _parse_record(row: int, record: dict) -> tuple[Book | None, str]:
+def _parse_record(row: int, record: dict) -> tuple[Book, str]:
+    """The row as a Book (empty fields where it could not be read) and why it is not
+    a usable one, or ""."""
+    unreadable = Book(row, "", (), "", "")
     if None in record:  # more fields than the header: a broken row
-        return None, "malformed_row"
+        return unreadable, "malformed_row"
     values = [v for v in record.values() if isinstance(v, str)]
     if any(NUL_STANDIN in v for v in values):
-        return None, "nul_byte"
+        return unreadable, "nul_byte"
     if any(len(v) > MAX_FIELD_CHARS for v in values):
-        return None, "field_too_long"
+        return unreadable, "field_too_long"
     image_url = (record.get(IMAGE_COLUMN) or "").strip()
-    if not image_url:
-        return None, "no_image"
     categories_text = record.get(CATEGORIES_COLUMN) or ""
+    category, category_problem = "", ""
     if list_depth(categories_text) > MAX_LIST_DEPTH:
-        return None, "nested_too_deep"
-    try:
-        categories = parse_list_field(categories_text)
-    except ValueError:
-        return None, "bad_categories"
-    category = next((c for c in map(plain_text, categories) if c), "")
-    if not category:
-        return None, "no_category"
+        category_problem = "nested_too_deep"
+    else:
+        try:
+            categories = parse_list_field(categories_text)
+            category = next((c for c in map(plain_text, categories) if c), "")
+        except ValueError:
+            category_problem = "bad_categories"
     try:
         authors = tuple(parse_list_field(record.get(AUTHORS_COLUMN) or ""))
     except ValueError:
         authors = ()
     title = (record.get(TITLE_COLUMN) or "").strip()
-    return Book(row, title, authors, image_url, category), ""
+    book = Book(row, title, authors, image_url, category)
+    if not image_url:
+        return book, "no_image"
+    if category_problem:
+        return book, category_problem
+    return book, "" if category else "no_category"
 
 
 def plain_text(text: str) -> str:

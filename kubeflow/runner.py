@@ -62,6 +62,7 @@ CLUSTER_KEYS = (
     "resources",
     "accuracy_floor",
     "allow_anomalies",
+    "classify_uncategorised",
 )
 # The local runner's ingestion flags, by the same names (allow_private_addresses is
 # --refuse-private-addresses turned round: a cluster refuses them by default).
@@ -207,6 +208,7 @@ def build(config: dict):
     from tfx import v1 as tfx
 
     from components import books_csv
+    from components.catalogue.classify import CatalogueSettings
     from pipeline import pipeline
 
     check_keys(config)
@@ -216,12 +218,16 @@ def build(config: dict):
     num_classes = None
     if config.get("min_books"):  # read from the CSV itself, as the local runner does
         num_classes = books_csv.count_selected_categories(books, min_books=config["min_books"])
+    ingest = ingest_settings(config, root)
+    catalogue = None
+    if config.get("classify_uncategorised"):  # as local_runner.py --classify-uncategorised
+        catalogue = CatalogueSettings(cache_dir=ingest.cache_dir, fetch=ingest.fetch)
     bookcover_pipeline = pipeline.create_pipeline(
         pipeline_name=config.get("pipeline_name", configs.PIPELINE_NAME),
         pipeline_root=root,
         data_dir=os.path.dirname(books),
         csv_name=os.path.basename(books),
-        ingest=ingest_settings(config, root),
+        ingest=ingest,
         training=training_settings(config, root),
         serving_model_dir=config.get("serving_model_dir", f"{root}/serving_model"),
         accuracy_floor=config.get("accuracy_floor"),
@@ -231,6 +237,7 @@ def build(config: dict):
         beam_pipeline_args=list(config.get("beam_pipeline_args", [])),
         baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,
         latest_push_strategy=tfx.dsl.experimental.LatestArtifactStrategy,
+        catalogue=catalogue,
     )
     resources = config.get("resources", {})
     for component in bookcover_pipeline.components:

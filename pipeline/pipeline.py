@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
@@ -9,6 +11,8 @@ from tfx import v1 as tfx
 
 from bookcover import constants
 from components import previous_blessed_model_strategy
+from components.catalogue.classify import CatalogueSettings
+from components.catalogue.component import ClassifyCatalogue
 from components.cover_example_gen import CoverExampleGen
 from components.cover_example_gen.settings import IngestSettings
 from components.cover_pusher import CoverPusher
@@ -199,12 +203,26 @@ def release_steps(
     return {step.id: step for step in (model_resolver, evaluator, pusher)}
 
 
+def catalogue_step(
+    steps: dict, data_dir: str, csv_name: str, catalogue: CatalogueSettings
+) -> ClassifyCatalogue:
+    """The CSV's rows without a category, classified by the model just pushed."""
+    step = ClassifyCatalogue(
+        pushed_model=steps["Pusher"].outputs["pushed_model"],
+        books_csv=os.path.join(data_dir, csv_name),
+        settings=catalogue,
+    )
+    # As the Evaluator: one process loads the model once and shows the live progress.
+    return step.with_beam_pipeline_args(list(constants.DIRECT_IN_PROCESS_ARGS))
+
+
 def report_step(steps: dict) -> ReportGen:
     """The run's report, each input from the step that makes it (run_artifacts.REPORT_INPUTS)."""
     return ReportGen(
         **{
             field: steps[source.node].outputs[source.key]
             for field, source in run_artifacts.REPORT_INPUTS.items()
+            if source.node in steps
         }
     )
 
@@ -225,8 +243,10 @@ def create_pipeline(
     allow_anomalies: bool = False,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
+    catalogue: CatalogueSettings | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator, Pusher, the report.
+    """Ingestion, data validation, Transform, Tuner, Trainer, Evaluator, Pusher, the report;
+    with `catalogue`, the CSV's rows without a category classified after the push.
 
     `ingest` and `training` are the typed settings the runners build (from flags
     locally, from the cluster config on Kubeflow); `num_classes` is needed when
@@ -253,6 +273,8 @@ def create_pipeline(
     steps.update(
         release_steps(steps, steps["Trainer"], serving_model_dir, accuracy_floor, baseline_strategy)
     )
+    if catalogue is not None:
+        steps["ClassifyCatalogue"] = catalogue_step(steps, data_dir, csv_name, catalogue)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

@@ -20,7 +20,7 @@ REPORT_KEY = run_artifacts.REPORT_KEY
 class ReportGenSpec(ComponentSpec):
     PARAMETERS = {}
     INPUTS = {
-        field: ChannelParameter(type=run_artifacts.artifact_type(source))
+        field: ChannelParameter(type=run_artifacts.artifact_type(source), optional=source.optional)
         for field, source in run_artifacts.REPORT_INPUTS.items()
     }
     OUTPUTS = {REPORT_KEY: ChannelParameter(type=RunReport)}
@@ -48,7 +48,8 @@ class ReportGen(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, **inputs: channel.BaseChannel):
-        missing = set(run_artifacts.REPORT_INPUTS) - set(inputs)
+        required = {f for f, source in run_artifacts.REPORT_INPUTS.items() if not source.optional}
+        missing = required - set(inputs)
         if missing:
             raise ValueError(f"ReportGen needs the channels {sorted(missing)}")
         super().__init__(spec=ReportGenSpec(**inputs, report=channel.Channel(type=RunReport)))

@@ -16,6 +16,7 @@ from tfx.dsl.io import fileio
 
 from bookcover import constants, split_statistics, spreadsheet
 from components import grid_tuner
+from components.catalogue import classify as catalogue
 from components.cover_example_gen import analysis
 from models import history as training_history
 from reporting import evaluation, plots
@@ -25,6 +26,7 @@ from reporting.summary import read_json
 INDEX = "index.html"
 TEMPLATE = "report.html"
 GALLERY_DIR = "gallery"
+CATALOGUE_DIR = "catalogue"
 GALLERY_PER_KIND = 12  # covers shown classified right, and as many wrong
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class.png"
@@ -56,6 +58,7 @@ def write_report(artifacts: RunArtifacts, summary: dict, report_dir: str) -> str
             if artifacts.model and artifacts.examples
             else None
         ),
+        "catalogue": _catalogue(artifacts.catalogue_predictions, report_dir),
     }
     path = os.path.join(report_dir, INDEX)
     with fileio.open(path, "w") as f:
@@ -274,6 +277,21 @@ def _gallery(model_uri: str, examples_uri: str, report_dir: str) -> list[dict]:
             cover["src"] = f"{GALLERY_DIR}/{name}"
         kinds.append({"name": kind, "label": label, "covers": chosen})
     return kinds
+
+
+def _catalogue(predictions_uri: str | None, report_dir: str) -> dict | None:
+    """The catalogue step's counts, and its most confident covers per predicted category."""
+    found = read_json(predictions_uri, catalogue.SUMMARY_FILE)
+    if found is None:
+        return None
+    covers = read_json(predictions_uri, catalogue.GALLERY_FILE) or []
+    target = os.path.join(report_dir, CATALOGUE_DIR)
+    fileio.makedirs(target)
+    for cover in covers:
+        name = os.path.basename(cover["file"])
+        fileio.copy(os.path.join(predictions_uri, cover["file"]), os.path.join(target, name))
+        cover["src"] = f"{CATALOGUE_DIR}/{name}"
+    return {"summary": found, "covers": covers}
 
 
 # --- Data ------------------------------------------------------------------------

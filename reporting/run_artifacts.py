@@ -23,6 +23,7 @@ class ReportInput:
     node: str
     key: str
     type_name: str  # an attribute of tfx.types.standard_artifacts, or of bookcover
+    optional: bool = False  # made by a step that only some runs have
 
 
 # Every artifact a report reads, by RunArtifacts field. ReportGen's inputs, their
@@ -41,6 +42,9 @@ REPORT_INPUTS = {
     "evaluation": ReportInput("Evaluator", "evaluation", "ModelEvaluation"),
     "blessing": ReportInput("Evaluator", "blessing", "ModelBlessing"),
     "pushed_model": ReportInput("Pusher", "pushed_model", "PushedModel"),
+    "catalogue_predictions": ReportInput(
+        "ClassifyCatalogue", "predictions", "CataloguePredictions", optional=True
+    ),
 }
 REPORT_NODE, REPORT_KEY = "ReportGen", "report"
 
@@ -75,6 +79,7 @@ class RunArtifacts:
     evaluation: str | None = None
     blessing: str | None = None
     pushed_model: str | None = None
+    catalogue_predictions: str | None = None
     blessed: bool = False
     pushed_destination: str | None = None
     report: str | None = None

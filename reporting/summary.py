@@ -8,6 +8,7 @@ import os
 from tfx.dsl.io import fileio
 
 from components import data_gate, grid_tuner
+from components.catalogue import classify as catalogue
 from components.cover_example_gen import analysis
 from reporting import evaluation
 from reporting.run_artifacts import RunArtifacts
@@ -69,4 +70,7 @@ def summarize(artifacts: RunArtifacts) -> dict:
     )
     summary["pushed_model"] = artifacts.pushed_destination
     summary["training_run_dir"] = artifacts.model_run
+    classified = read_json(artifacts.catalogue_predictions, catalogue.SUMMARY_FILE)
+    if classified is not None:
+        summary["catalogue"] = classified
     return summary

@@ -1,5 +1,6 @@
 """books_data.csv parsing, category analysis, selection and balanced sampling."""
 
+import collections
 import os
 import tracemalloc
 
@@ -216,3 +217,18 @@ def test_a_pass_over_the_csv_holds_a_row_at_a_time_not_the_file(tmp_path):
         tracemalloc.stop()
     assert usable == 12_000 and reader.lines == 12_000
     assert peak < 4_000_000  # the read buffer and one row; the whole file would be 8 MB+
+
+
+def test_every_row_gives_each_row_what_was_read_of_it_and_the_same_reasons():
+    """The catalogue's pass: every row, usable or not, in order, with the reason the
+    counting pass counts; rows without a category keep their title and image URL."""
+    counted = books_csv.read_books(SAMPLE)
+    reader = books_csv.BookReader(SAMPLE)
+    rows = list(reader.every_row())
+    assert [book.row for book, _ in rows] == list(range(1, counted.rows_read + 1))
+    reasons = collections.Counter(reason for _, reason in rows if reason)
+    assert reasons == counted.skipped
+    assert [book for book, reason in rows if not reason] == counted.books
+    uncategorised = [book for book, reason in rows if reason == "no_category"]
+    assert uncategorised and all(book.image_url and book.title for book in uncategorised)
+    assert not any(book.category for book in uncategorised)

@@ -1,14 +1,11 @@
 """The real pipeline, end to end, on a tiny generated dataset served over real HTTP."""
 
-import functools
 import glob
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 import tensorflow as tf
@@ -16,7 +13,7 @@ import tensorflow as tf
 import local_runner
 from pipeline import embedded_data, report
 from reporting import evaluation, html_report
-from tests import browser
+from tests import browser, http_covers
 from tests.pipeline_runs import STEPS, TINY_TRAINING
 
 pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
@@ -26,18 +23,13 @@ pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: ma
 def covers_over_http(tmp_path_factory):
     """Generated covers behind http.server on 127.0.0.1, two of them broken."""
     root = tmp_path_factory.mktemp("covers")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    csv_path = embedded_data.generate(
-        str(root), categories=4, per_category=16, image_url_prefix=url
-    )
-    os.remove(root / "covers" / "c00" / "0003.jpg")  # -> HTTP 404
-    (root / "covers" / "c01" / "0004.jpg").write_text("<html>not a cover</html>")
-    yield csv_path
-    httpd.shutdown()
+    with http_covers.serving(str(root)) as url:
+        csv_path = embedded_data.generate(
+            str(root), categories=4, per_category=16, image_url_prefix=url
+        )
+        os.remove(root / "covers" / "c00" / "0003.jpg")  # -> HTTP 404
+        (root / "covers" / "c01" / "0004.jpg").write_text("<html>not a cover</html>")
+        yield csv_path
 
 
 @pytest.fixture(scope="module")

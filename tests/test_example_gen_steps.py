@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from tfx import v1 as tfx
 
+from components.cover_downloads import DownloadCoversFn
 from components.cover_example_gen import CoverExampleGen, executor
 from components.cover_example_gen.settings import IngestSettings
 from tests import cover_server as cs
@@ -115,16 +116,14 @@ def test_download_streams_every_cover_out_under_either_direct_runner_mode(server
         {"row": 100 + i, "category": "x", "title": "gone", "authors": [], "image_url": url}
         for i, url in enumerate(f"{server.url}/missing{i}.jpg" for i in range(3))
     ]
-    settings = IngestSettings(fetch=dataclasses.replace(cs.FAST_FETCH, connections=2))
+    fetch = dataclasses.replace(cs.FAST_FETCH, connections=2)
     prefix = str(tmp_path / "out")
     args = [f"--direct_running_mode={mode}", "--direct_num_workers=2"]
     with beam.Pipeline(argv=args) as p:
         result = (
             p
             | beam.Create(books)
-            | beam.ParDo(executor.DownloadCoversFn(settings)).with_outputs(
-                "failures", main="covers"
-            )
+            | beam.ParDo(DownloadCoversFn(fetch)).with_outputs("failures", main="covers")
         )
         covers_out = result.covers | "Covers" >> beam.Map(lambda c: f"ok,{c['row']}")
         failures_out = result.failures | "Failures" >> beam.Map(

@@ -323,3 +323,34 @@ def test_the_example_config_compiles_with_every_key_it_shows(tmp_path):
         config = json.load(f)
     assert set(config) == set(runner.CLUSTER_KEYS + runner.INGEST_KEYS + runner.TRAINING_KEYS)
     assert runner.main(["--config", example, "--output", str(tmp_path / "p.yaml")])
+
+
+def test_classify_uncategorised_adds_the_catalogue_step_after_the_push(tmp_path):
+    config = {
+        "image": IMAGE,
+        "pipeline_root": "gs://bucket/bookcover",
+        "books_csv": "gs://bucket/data/books_data.csv",
+        "beam_pipeline_args": BEAM_ARGS,
+        "classify_uncategorised": True,
+    }
+    config_path = tmp_path / "cluster.json"
+    config_path.write_text(json.dumps(config))
+    output = runner.main(["--config", str(config_path), "--output", str(tmp_path / "p.yaml")])
+    spec = kfp_client._extract_pipeline_yaml(output).pipeline_spec
+    deployment = json_format.ParseDict(
+        json_format.MessageToDict(spec.deployment_spec),
+        pipeline_spec_pb2.PipelineDeploymentConfig(),
+        ignore_unknown_fields=True,
+    )
+    tasks = spec.root.dag.tasks
+    assert set(tasks["ClassifyCatalogue"].dependent_tasks) == {"Pusher"}
+    # The report waits for the catalogue and shows its counts and covers.
+    assert "ClassifyCatalogue" in tasks["ReportGen"].dependent_tasks
+    container = container_of(spec, deployment, "ClassifyCatalogue")
+    assert container.image == IMAGE
+    assert all(arg in container.args for arg in BEAM_ARGS)
+    (step,) = [c for c in runner.build(config).components if c.id == "ClassifyCatalogue"]
+    settings = json.loads(step.exec_properties["settings"])
+    # The cluster's URL policy holds for the catalogue's covers as for ingestion's.
+    assert settings["fetch"]["allow_private_addresses"] is False
+    assert step.exec_properties["books_csv"] == "gs://bucket/data/books_data.csv"

@@ -1,0 +1,167 @@
+"""Catalogue benchmark: covers classified per second, end to end, by the catalogue command
+and by the simplest script a user would write, on the same stand-in catalogue.
+
+    python -m benchmarks.catalogue [--rows N] [--model DIR] [--work-dir DIR]
+
+The catalogue is benchmarks/amazon_like.py's stand-in (212,404 rows by default, about a
+quarter of them without a category), its covers drawn on request on 127.0.0.1. Both
+sides classify the rows without a category that have an image URL, with the same model:
+  ours      python -m pipeline.classify_catalogue (Beam DirectRunner, the ingestion
+            downloader: URL policy, deadline, decode and resize; RunInference)
+  baseline  one process: a ThreadPool of requests.get with as many threads as ours has
+            connections, and serving_default in batches of 64 (no checks, no resize)
+Each runs as its own process, TensorFlow's start-up and the model's load included.
+Without --model, a model is trained first on the embedded data (1 epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from benchmarks import amazon_like
+from benchmarks.common import write_result
+
+COMMAND = "python -m benchmarks.catalogue"
+BATCH = 64
+
+
+def baseline(csv_path: str, model_dir: str, connections: int) -> dict:
+    """The simplest thing that works: download in threads, classify in batches of 64."""
+    import requests
+    import tensorflow as tf
+
+    csv.field_size_limit(2**31 - 1)
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        urls = [r["image"] for r in csv.DictReader(f) if not r["categories"] and r["image"]]
+    local = threading.local()
+
+    def fetch(url: str) -> bytes | None:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        try:
+            response = local.session.get(url, timeout=30)
+            return response.content if response.ok else None
+        except requests.RequestException:
+            return None
+
+    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    classified = failed = 0
+    with concurrent.futures.ThreadPoolExecutor(connections) as pool:
+        batch = []
+        for cover in pool.map(fetch, urls):
+            if cover is None:
+                failed += 1
+                continue
+            batch.append(cover)
+            if len(batch) == BATCH:
+                classified += len(serve(images=tf.constant(batch))["category"].numpy())
+                batch = []
+        if batch:
+            classified += len(serve(images=tf.constant(batch))["category"].numpy())
+    return {"covers": classified, "failed": failed}
+
+
+def timed(command: list[str], log_path: str) -> float:
+    started = time.time()
+    with open(log_path, "w") as log:
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+    return time.time() - started
+
+
+def trained_model(work_dir: str) -> str:
+    out = os.path.join(work_dir, "model_run")
+    serving = os.path.join(out, "serving_model")
+    if not os.path.isdir(serving) or not os.listdir(serving):
+        from benchmarks.scale import TRAINING_FLAGS
+
+        print("training a model on the embedded data", flush=True)
+        command = [sys.executable, "local_runner.py", "--output-dir", out, *TRAINING_FLAGS]
+        timed(command, os.path.join(work_dir, "model_run.log"))
+    return serving
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=amazon_like.ROWS)
+    parser.add_argument("--model", help="a pushed model (default: one trained first)")
+    parser.add_argument("--work-dir", default="/tmp/bookcover-catalogue")
+    parser.add_argument("--port", type=int, default=amazon_like.DEFAULT_PORT)
+    parser.add_argument("--baseline-only", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.baseline_only:  # the baseline's own process
+        csv_path, model_dir, out = args.baseline_only
+        from bookcover import constants
+
+        with open(out, "w") as f:
+            json.dump(baseline(csv_path, model_dir, constants.CONNECTIONS_PER_WORKER), f)
+        return {}
+    return measure(args)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from components.catalogue.inference import resolve_model
+
+    os.makedirs(args.work_dir, exist_ok=True)
+    csv_path = os.path.join(args.work_dir, f"catalogue_{args.rows}.csv")
+    base_url = f"http://127.0.0.1:{args.port}"
+    if not os.path.exists(csv_path):
+        amazon_like.write_catalogue(csv_path, args.rows, base_url)
+    model_dir, _ = resolve_model(args.model or trained_model(args.work_dir))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.amazon_like", "serve", "--port", str(args.port)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    server.stdout.readline()  # "serving ...": it listens
+    out = os.path.join(args.work_dir, "ours")
+    answers = os.path.join(args.work_dir, "baseline.json")
+    try:
+        ours_s = timed(
+            [sys.executable, "-m", "pipeline.classify_catalogue", "--books-csv", csv_path,
+             "--model", model_dir, "--output", out],
+            os.path.join(args.work_dir, "ours.log"),
+        )  # fmt: skip
+        baseline_s = timed(
+            [sys.executable, "-m", "benchmarks.catalogue", "--baseline-only", csv_path,
+             model_dir, answers],
+            os.path.join(args.work_dir, "baseline.log"),
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait()
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    with open(answers) as f:
+        simple = json.load(f)
+    ours = summary["classified"] / ours_s
+    theirs = simple["covers"] / baseline_s
+    print(
+        f"ours: {summary['classified']} covers in {ours_s:.1f} s = {ours:.1f} covers/s; "
+        f"baseline: {simple['covers']} in {baseline_s:.1f} s = {theirs:.1f} covers/s; "
+        f"ratio {ours / theirs:.2f}",
+        flush=True,
+    )
+    return write_result(
+        "catalogue",
+        ours=round(ours, 2),
+        baseline=round(theirs, 2),
+        ratio=round(ours / theirs, 3),
+        unit="covers classified per second, end to end (process start to last prediction)",
+        command=f"{COMMAND} --rows {args.rows}" + (f" --model {args.model}" if args.model else ""),
+        rows=args.rows,
+        ours_seconds=round(ours_s, 1),
+        baseline_seconds=round(baseline_s, 1),
+        ours_summary={k: summary[k] for k in ("rows_read", "rows_taken", "classified", "failed")},
+        baseline_counts=simple,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,343 @@
+"""Classifies the covers of a books CSV with Beam: its rows, their covers through the
+ingestion downloader, RunInference over the pushed model, a predictions CSV and a summary."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from tfx.dsl.io import fileio
+
+from bookcover import constants, spreadsheet
+from bookcover.fetch_config import FetchConfig
+from bookcover.progress import Progress
+from bookcover.settings import known_fields
+from components.books_csv import Book, BookReader
+from components.catalogue.inference import CoverModelHandler, resolve_model
+from components.cover_downloads import DownloadCoversFn
+
+STEP = "ClassifyCatalogue"
+PREDICTIONS_FILE = "predictions.csv"
+SUMMARY_FILE = "summary.json"
+GALLERY_DIR = "gallery"
+GALLERY_FILE = "gallery.json"
+# The most confident covers of each predicted category, kept for the report.
+GALLERY_PER_CATEGORY = 6
+TOP_K = 3
+PREDICTION_FIELDS = (
+    "row", "title", "image_url",
+    *(f"{kind}_{k}" for k in range(1, TOP_K + 1) for kind in ("category", "score")),
+    "model_version", "failure_reason", "failure_detail",
+)  # fmt: skip
+# Why a row taken is not a usable book, when that does not stop its classification.
+CLASSIFIABLE = ("", "no_category")
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogueSettings:
+    """Which rows to classify, in what batches, and how to fetch their covers."""
+
+    all_rows: bool = False  # every row, not only those without a category
+    batch_size: int = 64
+    cache_dir: str = ""
+    fetch: FetchConfig = dataclasses.field(default_factory=FetchConfig)
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: {self.batch_size}: expected at least 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CatalogueSettings:
+        data = known_fields(cls, data, "catalogue settings")
+        data["fetch"] = FetchConfig(**known_fields(FetchConfig, data.get("fetch", {}), "fetch"))
+        return cls(**data)
+
+
+def taken(book: Book, reason: str, all_rows: bool) -> bool:
+    """Whether the catalogue classifies this row: every row with `all_rows`, else those
+    whose category field is empty (with or without an image URL)."""
+    return all_rows or (not book.category and reason in ("no_category", "no_image"))
+
+
+def read_rows(csv_path: str, all_rows: bool) -> Iterator[dict]:
+    """The rows to classify, one streaming pass; `failure` is why one cannot be (no
+    image URL, an unreadable row), or ""."""
+    for book, reason in BookReader(csv_path).every_row():
+        if taken(book, reason, all_rows):
+            yield {
+                "row": book.row,
+                "title": book.title,
+                "image_url": book.image_url,
+                "failure": "" if reason in CLASSIFIABLE else reason,
+            }
+
+
+def count_rows(csv_path: str, all_rows: bool) -> dict:
+    """The pass before the run: rows in the file and rows to classify (the progress total)."""
+    reader = BookReader(csv_path)
+    rows = sum(taken(book, reason, all_rows) for book, reason in reader.every_row())
+    return {"rows_read": reader.rows_read, "rows_taken": rows}
+
+
+def predicted_row(item: tuple[dict, object]) -> dict:
+    key, result = item
+    answer = result.inference
+    if "error" in answer:
+        return failed_row(key, "not_classified", answer["error"])
+    row = {**key, "model_version": result.model_id, "failure_reason": "", "failure_detail": ""}
+    for k in range(TOP_K):
+        found = k < len(answer["categories"])
+        row[f"category_{k + 1}"] = answer["categories"][k] if found else ""
+        row[f"score_{k + 1}"] = answer["scores"][k] if found else ""
+    return row
+
+
+def failed_row(book: dict, reason: str, detail: str = "") -> dict:
+    row = dict.fromkeys(PREDICTION_FIELDS, "")
+    row.update(row=book["row"], title=book["title"], image_url=book["image_url"])
+    row.update(failure_reason=reason, failure_detail=detail)
+    return row
+
+
+def csv_line(row: dict) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(
+        spreadsheet.safe_row(row[field] for field in PREDICTION_FIELDS)
+    )
+    return out.getvalue()
+
+
+class CountProgressFn(beam.DoFn):
+    """Live progress of the rows done (classified or failed) in this worker."""
+
+    def __init__(self, total: int | None):
+        self._total = total
+
+    def setup(self):
+        self._progress = Progress(f"{STEP}: rows", self._total, unit="row")
+
+    def process(self, row: dict):
+        self._progress.update(failed=int(bool(row["failure_reason"])))
+        yield row
+
+    def teardown(self):
+        self._progress.close()
+
+
+class ClassifyRows(beam.PTransform):
+    """A books CSV -> {"rows": one prediction row per row taken (PREDICTION_FIELDS),
+    "gallery": (category, its GALLERY_PER_CATEGORY most confident covers)}."""
+
+    def __init__(
+        self, csv_path: str, model_dir: str, version: str, settings: CatalogueSettings, total=None
+    ):
+        super().__init__()
+        self._csv_path, self._settings, self._total = csv_path, settings, total
+        self._handler = KeyedModelHandler(
+            CoverModelHandler(model_dir, version, settings.batch_size)
+        )
+
+    def expand(self, pbegin):
+        settings = self._settings
+        rows = (
+            pbegin
+            | "CsvPath" >> beam.Create([self._csv_path])
+            | "ReadRows" >> beam.FlatMap(read_rows, settings.all_rows)
+            # The file is read as one stream (row numbers follow its order); from
+            # here on the rows spread over every worker.
+            | "Spread" >> beam.Reshuffle()
+        )
+        unreadable = (
+            rows
+            | "Unreadable" >> beam.Filter(lambda row: row["failure"])
+            | "UnreadableRow" >> beam.Map(lambda row: failed_row(row, row["failure"]))
+        )
+        downloads = (
+            rows
+            | "Readable" >> beam.Filter(lambda row: not row["failure"])
+            | "Download"
+            >> beam.ParDo(
+                DownloadCoversFn(settings.fetch, settings.cache_dir, step=STEP, show_progress=False)
+            ).with_outputs("failures", main="covers")
+        )
+        not_downloaded = downloads.failures | "DownloadFailed" >> beam.Map(
+            lambda book: failed_row(book, book["reason"], book["detail"])
+        )
+        inferred = (
+            downloads.covers
+            | "Keyed" >> beam.Map(_keyed_cover)
+            | "RunInference" >> RunInference(self._handler)
+        )
+        predicted = inferred | "Predicted" >> beam.Map(predicted_row)
+        # Bounded per category whatever the catalogue's size: a combine, not a gather.
+        gallery = (
+            inferred
+            | "Answered" >> beam.Filter(lambda item: "error" not in item[1].inference)
+            | "ByCategory" >> beam.Map(_gallery_entry)
+            | "MostConfident"
+            >> beam.combiners.Top.PerKey(GALLERY_PER_CATEGORY, key=lambda entry: entry["score"])
+        )
+        rows = (
+            (unreadable, not_downloaded, predicted)
+            | "AllRows" >> beam.Flatten()
+            | "Progress" >> beam.ParDo(CountProgressFn(self._total))
+        )
+        return {"rows": rows, "gallery": gallery}
+
+
+def _keyed_cover(cover: dict) -> tuple[dict, bytes]:
+    return {name: cover[name] for name in ("row", "title", "image_url")}, cover["cover"]
+
+
+def _gallery_entry(item: tuple[dict, object]) -> tuple[str, dict]:
+    key, result = item
+    score = result.inference["scores"][0]
+    return result.inference["categories"][0], {**key, "score": score, "cover": result.example}
+
+
+def write_gallery(item: tuple[str, list[dict]], output_dir: str) -> list[dict]:
+    """Writes one category's covers to gallery/; returns what the report shows of each."""
+    category, entries = item
+    shown = []
+    for entry in entries:
+        suffix = ".png" if entry["cover"].startswith(b"\x89PNG") else ".jpg"
+        name = f"{GALLERY_DIR}/row{entry['row']}{suffix}"
+        with fileio.open(os.path.join(output_dir, name), "wb") as f:
+            f.write(entry["cover"])
+        shown.append({**{k: v for k, v in entry.items() if k != "cover"}, "category": category})
+        shown[-1]["file"] = name
+    return shown
+
+
+class SummaryFn(beam.CombineFn):
+    """Rows, classified, failed by reason and predicted categories, over all rows."""
+
+    def create_accumulator(self) -> dict:
+        return {"rows": 0, "failed": collections.Counter(), "predicted": collections.Counter()}
+
+    def add_input(self, counts: dict, row: dict) -> dict:
+        counts["rows"] += 1
+        if row["failure_reason"]:
+            counts["failed"][row["failure_reason"]] += 1
+        else:
+            counts["predicted"][row["category_1"]] += 1
+        return counts
+
+    def merge_accumulators(self, accumulators) -> dict:
+        merged = self.create_accumulator()
+        for counts in accumulators:
+            merged["rows"] += counts["rows"]
+            merged["failed"].update(counts["failed"])
+            merged["predicted"].update(counts["predicted"])
+        return merged
+
+    def extract_output(self, counts: dict) -> dict:
+        return {
+            "rows_done": counts["rows"],
+            "classified": sum(counts["predicted"].values()),
+            "failed": dict(counts["failed"].most_common()),
+            "predicted_categories": dict(counts["predicted"].most_common()),
+        }
+
+
+def write_json(data: object, path: str) -> None:
+    """Written whole or not at all: to a temporary name, then renamed."""
+    staging = f"{path}.incomplete-{uuid.uuid4().hex}"
+    with fileio.open(staging, "w") as f:
+        f.write(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    fileio.rename(staging, path, overwrite=True)
+
+
+class WriteOutputs(beam.PTransform):
+    """ClassifyRows' outputs -> predictions.csv, the gallery, and the counts (a JSON file)."""
+
+    def __init__(self, output_dir: str, counts_path: str):
+        super().__init__()
+        self._output_dir, self._counts_path = output_dir, counts_path
+
+    def expand(self, classified: dict):
+        out = self._output_dir
+        _ = (
+            classified["gallery"]
+            | "WriteGallery" >> beam.FlatMap(write_gallery, out)
+            | "GalleryList" >> beam.combiners.ToList()
+            | "WriteGalleryList" >> beam.Map(write_gallery_list, os.path.join(out, GALLERY_FILE))
+        )
+        _ = (
+            classified["rows"]
+            | "CsvLines" >> beam.Map(csv_line)
+            | "WritePredictions"
+            >> beam.io.WriteToText(
+                os.path.join(out, PREDICTIONS_FILE),
+                shard_name_template="",
+                header=",".join(PREDICTION_FIELDS),
+            )
+        )
+        return (
+            classified["rows"]
+            | "Summary" >> beam.CombineGlobally(SummaryFn())
+            | "WriteCounts" >> beam.Map(write_json, self._counts_path)
+        )
+
+
+def write_gallery_list(shown: list[dict], path: str) -> None:
+    write_json(sorted(shown, key=lambda e: (e["category"], -e["score"])), path)
+
+
+def classify_catalogue(
+    csv_path: str,
+    model: str,
+    output_dir: str,
+    settings: CatalogueSettings,
+    beam_args: list[str] | None = None,
+    version: str = "",
+) -> dict:
+    """Runs the catalogue pipeline; writes predictions.csv and summary.json to output_dir
+    and returns the summary. `version` names the model in the predictions when its
+    folder's name does not (a TFX artifact's)."""
+    model_dir, folder_version = resolve_model(model)
+    version = version or folder_version
+    # Relative cover paths name files beside the CSV, as in ingestion.
+    settings = dataclasses.replace(
+        settings, fetch=dataclasses.replace(settings.fetch, base_dir=os.path.dirname(csv_path))
+    )
+    counted = count_rows(csv_path, settings.all_rows)
+    fileio.makedirs(os.path.join(output_dir, GALLERY_DIR))
+    counts_path = os.path.join(output_dir, f".counts-{uuid.uuid4().hex}.json")
+    started = time.time()
+    with beam.Pipeline(argv=list(beam_args or constants.DIRECT_IN_PROCESS_ARGS)) as p:
+        _ = (
+            p
+            | "Classify"
+            >> ClassifyRows(csv_path, model_dir, version, settings, counted["rows_taken"])
+            | "Write" >> WriteOutputs(output_dir, counts_path)
+        )
+    seconds = time.time() - started
+    with fileio.open(counts_path) as f:
+        counts = json.load(f)
+    fileio.remove(counts_path)
+    summary = {
+        "books_csv": csv_path,
+        "model": model_dir,
+        "model_version": version,
+        "all_rows": settings.all_rows,
+        **counted,
+        **counts,
+        "seconds": round(seconds, 1),
+        "rows_per_second": round(counts["rows_done"] / seconds, 2) if seconds else 0.0,
+        "predictions": os.path.join(output_dir, PREDICTIONS_FILE),
+    }
+    write_json(summary, os.path.join(output_dir, SUMMARY_FILE))
+    return summary

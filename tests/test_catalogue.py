@@ -1,0 +1,133 @@
+"""Classifying a catalogue: a books CSV's covers from a real HTTP server on 127.0.0.1,
+through Beam's RunInference over a real exported model, into a predictions CSV and a
+summary that join back to the input rows."""
+
+import csv
+import os
+
+import pytest
+import tensorflow as tf
+
+from bookcover import downloader, spreadsheet
+from components.catalogue import classify
+from components.catalogue.classify import CatalogueSettings, classify_catalogue
+from pipeline import classify_catalogue as command
+from tests import cover_server as cs
+from tests import images, tiny_model
+
+pytestmark = pytest.mark.pipeline  # the exported model is trained with TFT on Beam
+
+COVERS = 10
+
+
+def write_books(path: str, rows: list[tuple[str, str, str]]) -> str:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Title", "description", "authors", "image", "categories"])
+        for title, image, categories in rows:
+            writer.writerow([title, "a book", "['Someone']", image, categories])
+    return path
+
+
+@pytest.fixture
+def books(tmp_path, server):
+    """A CSV of covers without a category, three rows that fail in three ways, one row
+    with a category, one with a title a spreadsheet would run."""
+    rows = []
+    for i in range(COVERS):
+        server.routes[f"/c{i}.jpg"] = cs.send_bytes(images.jpeg(color=tiny_model.COLORS[i % 3]))
+        rows.append((f"Uncategorised {i}", f"{server.url}/c{i}.jpg", ""))
+    server.routes["/text"] = cs.send_bytes(b"no image here", "text/plain")
+    rows += [
+        ("No cover", "", ""),
+        ("Gone", f"{server.url}/missing.jpg", "[]"),
+        ("Not an image", f"{server.url}/text", ""),
+        ("Labelled", f"{server.url}/c0.jpg", "['Art']"),
+        ("=HYPERLINK(1)", f"{server.url}/c1.jpg", ""),
+    ]
+    return write_books(str(tmp_path / "books.csv"), rows), server
+
+
+def read_predictions(output_dir: str) -> list[dict]:
+    with open(os.path.join(output_dir, classify.PREDICTIONS_FILE), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def expected_answers(urls, export_dir):
+    """The covers the downloader makes of these URLs, through serving_default directly."""
+    fetch = cs.FAST_FETCH
+    cache = downloader.CoverCache(None, fetch.cover_format, (fetch.width, fetch.height))
+    with downloader.make_session(2) as session:
+        covers = [downloader.download_cover(url, session, fetch, cache)[0] for url in urls]
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    output = serve(images=tf.constant(covers))
+    return [
+        ([n.decode() for n in names], [float(s) for s in scores])
+        for names, scores in zip(
+            output["top_categories"].numpy(), output["top_scores"].numpy(), strict=True
+        )
+    ]
+
+
+def test_rows_without_a_category_are_classified_as_serving_default_does(books, exported, tmp_path):
+    csv_path, _ = books
+    export_dir = exported[2]
+    settings = CatalogueSettings(batch_size=4, fetch=cs.FAST_FETCH)
+    out = str(tmp_path / "predictions")
+    summary = classify_catalogue(csv_path, os.path.dirname(export_dir), out, settings)
+
+    predictions = read_predictions(out)
+    # One row per row taken, joined back on the row number; the labelled row is left out.
+    with open(csv_path, newline="") as f:
+        titles = {row: line["Title"] for row, line in enumerate(csv.DictReader(f), start=1)}
+    assert sorted(int(p["row"]) for p in predictions) == [r for r in titles if r != 14]
+    for p in predictions:
+        assert spreadsheet.text_of(p["title"]) == titles[int(p["row"])]
+    assert {p["title"] for p in predictions if "HYPERLINK" in p["title"]} == {"'=HYPERLINK(1)"}
+
+    classified = sorted(
+        (p for p in predictions if not p["failure_reason"]), key=lambda p: int(p["row"])
+    )
+    assert len(classified) == COVERS + 1
+    expected = expected_answers([p["image_url"] for p in classified], export_dir)
+    for p, (names, scores) in zip(classified, expected, strict=True):
+        assert [p["category_1"], p["category_2"], p["category_3"]] == names
+        found = [float(p[f"score_{k}"]) for k in (1, 2, 3)]
+        assert found == pytest.approx(scores, abs=1e-5)
+        assert p["model_version"] == "1"
+
+    failures = {p["title"]: p["failure_reason"] for p in predictions if p["failure_reason"]}
+    assert failures == {"No cover": "no_image", "Gone": "http_404", "Not an image": "not_an_image"}
+    assert summary["failed"] == {"no_image": 1, "http_404": 1, "not_an_image": 1}
+    assert summary["rows_read"] == 15 and summary["rows_taken"] == 14
+    assert summary["classified"] == COVERS + 1
+    assert sum(summary["predicted_categories"].values()) == COVERS + 1
+    assert set(summary["predicted_categories"]) <= set(tiny_model.CATEGORIES)
+    assert summary["model_version"] == "1"
+    assert not [name for name in os.listdir(out) if name.startswith(".")]
+
+
+def test_all_takes_the_labelled_rows_too(books, exported, tmp_path):
+    csv_path, _ = books
+    settings = CatalogueSettings(all_rows=True, fetch=cs.FAST_FETCH)
+    out = str(tmp_path / "all")
+    summary = classify_catalogue(csv_path, exported[2], out, settings)
+    assert summary["rows_taken"] == 15 and summary["classified"] == COVERS + 2
+    assert "Labelled" in {p["title"] for p in read_predictions(out)}
+
+
+def test_the_command_prints_its_summary_and_names_a_missing_model(
+    books, exported, tmp_path, capsys
+):
+    csv_path, _ = books
+    out = str(tmp_path / "cli")
+    argv = ["--books-csv", csv_path, "--model", exported[2], "--output", out]
+    summary = command.main([*argv, "--download-deadline", "5"])
+    printed = capsys.readouterr().out
+    assert "classified: 11; failed: " in printed and "http_404 1" in printed
+    assert summary["classified"] == COVERS + 1
+    assert os.path.exists(os.path.join(out, command.LOG_FILE))
+    empty = tmp_path / "no_model"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match="no saved_model.pb and no pushed version"):
+        command.main(["--books-csv", csv_path, "--model", str(empty), "--output", out])
