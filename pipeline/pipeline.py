@@ -103,6 +103,7 @@ def data_steps(
         # Image format and size statistics, which the schema's image domain checks.
         stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True),
     )
+    statistics_gen.with_beam_pipeline_args(list(constants.DIRECT_IN_PROCESS_ARGS))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
@@ -143,6 +144,9 @@ def training_steps(data: dict, training: TrainingSettings, num_classes: int) -> 
     )
     # Validate, then transform: nothing trains on data the gate stopped.
     transform.add_upstream_node(data["DataGate"])
+    # Its analysis reads the train split's categories: in this process on the
+    # DirectRunner, rather than in worker processes that each import TensorFlow.
+    transform.with_beam_pipeline_args(list(constants.DIRECT_IN_PROCESS_ARGS))
     # The Tuner and the Trainer read the same data and one TrainingSettings, each
     # without the keys only the other reads (models/settings.py).
     training_inputs = {

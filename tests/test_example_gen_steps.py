@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 from tfx import v1 as tfx
 
+from bookcover import constants
 from components.cover_downloads import DownloadCoversFn
 from components.cover_example_gen import CoverExampleGen, executor
 from components.cover_example_gen.settings import IngestSettings
@@ -36,18 +37,33 @@ def cover(row, category, title, content_hash, authors=("A",)):
 
 
 def run_split(covers, out_dir):
-    """Runs the real transform; results come back through a file, as from Beam workers."""
+    """Runs the real transform; results come back through a file, as from Beam workers:
+    per example its split and (title, category, content hash)."""
     prefix = os.path.join(out_dir, f"split-{len(os.listdir(out_dir))}")
+    staging = os.path.join(out_dir, f"staging-{len(os.listdir(out_dir))}")
+    os.makedirs(staging)
     with TestPipeline() as p:
         _ = (
             p
             | beam.Create(covers)
-            | executor.DedupeAndSplit([3, 1, 1], ["train", "eval", "test"], seed=42)
-            | beam.Map(lambda kv: json.dumps([kv[0], {**kv[1], "cover": ""}]))
+            | executor.DedupeAndSplit([3, 1, 1], ["train", "eval", "test"], 42, staging)
+            | beam.Map(lambda kv: json.dumps([kv[0], _fields(kv[1])]))
             | beam.io.WriteToText(prefix, shard_name_template="")
         )
     with open(prefix) as f:
         return [tuple(json.loads(line)) for line in f]
+
+
+def _fields(serialized: bytes) -> dict:
+    feature = tf.train.Example.FromString(serialized).features.feature
+    return {
+        name: feature[key].bytes_list.value[0].decode()
+        for name, key in (
+            ("title", constants.TITLE_KEY),
+            ("category", constants.CATEGORY_KEY),
+            ("content_hash", constants.CONTENT_HASH_KEY),
+        )
+    }
 
 
 def test_duplicates_are_dropped_and_each_category_is_split_60_20_20(tmp_path):
@@ -59,7 +75,7 @@ def test_duplicates_are_dropped_and_each_category_is_split_60_20_20(tmp_path):
     for category in ("x", "y"):
         assert [counts[(s, category)] for s in ("train", "eval", "test")] == [12, 4, 4]
     kept = [c for _, c in result if c["content_hash"] == "x-3"]
-    assert [c["row"] for c in kept] == [3]  # the first row wins, deterministically
+    assert [c["title"] for c in kept] == ["x 3"]  # the first row wins, deterministically
 
 
 def test_covers_of_one_book_share_a_split_and_splits_are_deterministic(tmp_path):
@@ -70,7 +86,9 @@ def test_covers_of_one_book_share_a_split_and_splits_are_deterministic(tmp_path)
         splits_by_book[c["title"]].add(split)
     assert all(len(s) == 1 for s in splits_by_book.values())
     again = run_split(covers, tmp_path)
-    assert sorted((s, c["row"]) for s, c in first) == sorted((s, c["row"]) for s, c in again)
+    assert sorted((s, c["content_hash"]) for s, c in first) == sorted(
+        (s, c["content_hash"]) for s, c in again
+    )
 
 
 def test_example_holds_image_label_title_url_and_hash():

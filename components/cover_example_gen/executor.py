@@ -8,17 +8,19 @@ import io
 import json
 import logging
 import os
+import uuid
 from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor, write_split
 from tfx.components.example_gen import utils as example_gen_utils
+from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from bookcover import constants, spreadsheet
+from bookcover import constants, memory, spreadsheet
 from components import splits
 from components.cover_downloads import DownloadCoversFn
 from components.cover_example_gen import analysis
@@ -26,6 +28,8 @@ from components.cover_example_gen.settings import IngestSettings
 
 METRICS_NAMESPACE = "CoverExampleGen"
 FAILURES_FILE = "failures.csv"
+# Covers wait here, as their examples, while the splits are decided (DedupeAndSplit).
+STAGING_DIR = ".staging"
 FAILURE_FIELDS = ("row", "category", "url", "reason", "detail")
 
 
@@ -72,40 +76,85 @@ class AssignSplitsFn(beam.DoFn):
                 yield (row, content_hash), split
 
 
-def _placed(item: tuple[tuple, dict]):
-    """(split, cover) for a cover that was given a split; a duplicate was given none."""
+def _by_staged_file(item: tuple[tuple, dict]):
+    """(staging file, (record index, split)) for a cover that was given a split; a
+    duplicate was given none."""
     _, joined = item
     for split in joined["split"]:
-        for cover in joined["cover"]:
-            yield split, cover
+        for path, index in joined["staged"]:
+            yield path, (index, split)
+
+
+def _read_placed(item: tuple[str, list[tuple]]):
+    """(split, example) for each record of one staging file that was given a split."""
+    path, placed = item
+    wanted = dict(placed)
+    for index, record in enumerate(tf.data.TFRecordDataset(path)):
+        if index in wanted:
+            yield wanted[index], record.numpy()
+
+
+class StageCoversFn(beam.DoFn):
+    """Writes each cover, as its finished tf.Example, to its bundle's staging file, and
+    passes on only what deduplication and splitting need, with where the example waits:
+    no shuffle carries a cover's bytes, on any runner."""
+
+    def __init__(self, staging_dir: str):
+        self._staging_dir = staging_dir
+
+    def start_bundle(self):
+        self._writer, self._path, self._written = None, "", 0
+
+    def process(self, cover: dict):
+        if self._writer is None:
+            self._path = os.path.join(self._staging_dir, f"{uuid.uuid4().hex}.tfrecord")
+            self._writer = tf.io.TFRecordWriter(self._path)
+        self._writer.write(to_example(cover))
+        yield _identity(cover)
+        yield beam.pvalue.TaggedOutput(
+            "staged", ((cover["row"], cover["content_hash"]), (self._path, self._written))
+        )
+        self._written += 1
+
+    def finish_bundle(self):
+        # Before the bundle's outputs count: nothing reads the file until then.
+        if self._writer is not None:
+            self._writer.close()
 
 
 class DedupeAndSplit(beam.PTransform):
-    """Covers -> (split name, cover): one cover per content hash, stratified by category.
+    """Covers -> (split name, serialized tf.Example): one cover per content hash,
+    stratified by category.
 
-    Deduplication and the split assignment run on keys and hashes; the covers
-    meet their split in a join on (CSV row, content hash), so no step gathers a category's
-    bytes in one place.
+    Each cover is written to a staging file as it arrives (StageCoversFn).
+    Deduplication and the split assignment run on keys and hashes; each staging file
+    then learns which of its records go to which split, and is read back once. No
+    step gathers covers' bytes: not a category's on one worker, and not all of them
+    in the DirectRunner's memory.
     """
 
-    def __init__(self, buckets: list[int], split_names: list[str], seed: int):
+    def __init__(self, buckets: list[int], split_names: list[str], seed: int, staging_dir: str):
         super().__init__()
         self._assign = AssignSplitsFn(buckets, split_names, seed)
+        self._stage = StageCoversFn(staging_dir)
 
     def expand(self, covers_pcoll):
+        staged = covers_pcoll | "Stage" >> beam.ParDo(self._stage).with_outputs(
+            "staged", main="identities"
+        )
         assigned = (
-            covers_pcoll
-            | "Identity" >> beam.Map(_identity)
+            staged.identities
             | "GroupHash" >> beam.GroupByKey()
             | "Dedupe" >> beam.Map(_keep_first_by_hash)
             | "GroupCategory" >> beam.GroupByKey()
             | "AssignSplits" >> beam.ParDo(self._assign)
         )
-        by_row = covers_pcoll | "ByRow" >> beam.Map(lambda c: ((c["row"], c["content_hash"]), c))
         return (
-            {"cover": by_row, "split": assigned}
+            {"split": assigned, "staged": staged.staged}
             | "Join" >> beam.CoGroupByKey()
-            | "Place" >> beam.FlatMap(_placed)
+            | "ByStagedFile" >> beam.FlatMap(_by_staged_file)
+            | "GroupStagedFile" >> beam.GroupByKey()
+            | "ReadPlaced" >> beam.FlatMap(_read_placed)
         )
 
 
@@ -195,6 +244,8 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         )
         counts = analysis.ingest_counts(result.metrics(), METRICS_NAMESPACE, selected)
         analysis.write_ingest_summary(analysis_dir, counts)
+        del result
+        memory.return_freed_memory()
         for artifact in output_dict[standard_component_specs.EXAMPLES_KEY]:
             artifact.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
             artifact.set_string_custom_property("file_format", "tfrecords_gzip")
@@ -231,14 +282,16 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 header=",".join(FAILURE_FIELDS),
             )
         )
+        staging_dir = os.path.join(examples_uri, STAGING_DIR)
+        fileio.makedirs(staging_dir)
         split_covers = downloaded.covers | "DedupeAndSplit" >> DedupeAndSplit(
-            buckets, split_names, settings.seed
+            buckets, split_names, settings.seed, staging_dir
         )
         for name in split_names:
             _ = (
                 split_covers
                 | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
-                | f"ToExample[{name}]" >> beam.Map(lambda kv: to_example(kv[1]))
+                | f"Example[{name}]" >> beam.Map(lambda kv: kv[1])
                 | f"WriteSplit[{name}]"
                 >> write_split.WriteSplit(
                     artifact_utils.get_split_uri(examples, name),
@@ -247,4 +300,5 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             )
         result = pipeline.run()
         result.wait_until_finish()
+        fileio.rmtree(staging_dir)
         return result
