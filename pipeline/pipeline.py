@@ -68,7 +68,9 @@ def custom_validations() -> str:
 
 
 def direct_runner_args(num_workers: int = configs.DIRECT_NUM_WORKERS) -> list[str]:
-    """Beam arguments for running the pipeline on this machine with the DirectRunner.
+    """Beam arguments for running the pipeline on this machine with the DirectRunner:
+    in this process with one worker, else in `num_workers` worker processes (0: one
+    per core).
 
     Unless the arguments name the workers' dependencies, TFX packages a copy of
     its own installation for them (a tfx_ephemeral sdist, built anew for every
@@ -77,11 +79,11 @@ def direct_runner_args(num_workers: int = configs.DIRECT_NUM_WORKERS) -> list[st
     stage nothing, so naming the project's lock file as their requirements is
     true and spares that build.
     """
-    return [
-        "--direct_running_mode=multi_processing",
-        f"--direct_num_workers={num_workers}",
-        f"--requirements_file={configs.REQUIREMENTS_FILE}",
-    ]
+    if num_workers == 1:
+        mode = list(constants.DIRECT_IN_PROCESS_ARGS)
+    else:
+        mode = ["--direct_running_mode=multi_processing", f"--direct_num_workers={num_workers}"]
+    return [*mode, f"--requirements_file={configs.REQUIREMENTS_FILE}"]
 
 
 def data_steps(
@@ -103,7 +105,6 @@ def data_steps(
         # Image format and size statistics, which the schema's image domain checks.
         stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True),
     )
-    statistics_gen.with_beam_pipeline_args(list(constants.DIRECT_IN_PROCESS_ARGS))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
@@ -144,9 +145,6 @@ def training_steps(data: dict, training: TrainingSettings, num_classes: int) -> 
     )
     # Validate, then transform: nothing trains on data the gate stopped.
     transform.add_upstream_node(data["DataGate"])
-    # Its analysis reads the train split's categories: in this process on the
-    # DirectRunner, rather than in worker processes that each import TensorFlow.
-    transform.with_beam_pipeline_args(list(constants.DIRECT_IN_PROCESS_ARGS))
     # The Tuner and the Trainer read the same data and one TrainingSettings, each
     # without the keys only the other reads (models/settings.py).
     training_inputs = {

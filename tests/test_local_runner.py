@@ -153,6 +153,8 @@ def test_direct_runner_args_spare_tfx_its_ephemeral_package():
     args = direct_runner_args(3)
     options = PipelineOptions(args).view_as(DirectOptions)
     assert (options.direct_running_mode, options.direct_num_workers) == ("multi_processing", 3)
+    alone = PipelineOptions(direct_runner_args(1)).view_as(DirectOptions)
+    assert (alone.direct_running_mode, alone.direct_num_workers) == ("in_memory", 1)
     # TFX appends --extra_package=<a freshly built sdist of itself> unless the
     # arguments already name the workers' dependencies.
     assert dependency_utils.make_beam_dependency_flags(args) == args

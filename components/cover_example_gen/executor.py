@@ -292,10 +292,16 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
                 split_covers
                 | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
                 | f"Example[{name}]" >> beam.Map(lambda kv: kv[1])
+                # As TFX's WriteSplit writes them, without its Reshuffle: that would
+                # hold every example in the DirectRunner's memory, and the examples
+                # already come in the download stage's shuffled order.
                 | f"WriteSplit[{name}]"
-                >> write_split.WriteSplit(
-                    artifact_utils.get_split_uri(examples, name),
-                    example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+                >> beam.io.WriteToTFRecord(
+                    os.path.join(
+                        artifact_utils.get_split_uri(examples, name),
+                        write_split.DEFAULT_TF_RECORD_FILE_NAME,
+                    ),
+                    file_name_suffix=".gz",
                 )
             )
         result = pipeline.run()
