@@ -31,10 +31,9 @@ class DownloadCoversFn(beam.DoFn):
         cache_dir: str = "",
         total: int | None = None,
         step: str = "CoverExampleGen",
-        show_progress: bool = True,
     ):
         self._fetch, self._cache_dir, self._total = fetch, cache_dir, total
-        self._step, self._show_progress = step, show_progress  # metrics namespace, progress
+        self._step = step  # the metrics' namespace and the progress lines' name
 
     def setup(self):
         fetch = self._fetch
@@ -44,15 +43,10 @@ class DownloadCoversFn(beam.DoFn):
         )
         self._pool = concurrent.futures.ThreadPoolExecutor(fetch.connections)
         self._max_in_flight = max(1, fetch.connections) * self.IN_FLIGHT_PER_CONNECTION
-        self._progress = (
-            Progress(f"{self._step}: covers", self._total, unit="cover")
-            if self._show_progress
-            else None
-        )
+        self._progress = Progress(f"{self._step}: covers", self._total, unit="cover")
 
     def teardown(self):
-        if self._progress:
-            self._progress.close()
+        self._progress.close()
         self._pool.shutdown(wait=False)
         self._session.close()
 
@@ -113,14 +107,12 @@ class DownloadCoversFn(beam.DoFn):
     def _outputs(self, book: dict, cover: bytes | None, cached: bool, error):
         if error is not None:
             beam.metrics.Metrics.counter(self._step, f"failed/{error.reason}").inc()
-            if self._progress:
-                self._progress.update(failed=1)
+            self._progress.update(failed=1)
             yield beam.pvalue.TaggedOutput(
                 "failures", {**book, "reason": error.reason, "detail": error.detail}
             )
             return
         counter = "cached" if cached else "downloaded"
         beam.metrics.Metrics.counter(self._step, counter).inc()
-        if self._progress:
-            self._progress.update(cached=int(cached))
+        self._progress.update(cached=int(cached))
         yield {**book, "cover": cover, "content_hash": cover_image.content_hash(cover)}

@@ -100,6 +100,7 @@ def test_rows_without_a_category_are_classified_as_serving_default_does(books, e
     assert failures == {"No cover": "no_image", "Gone": "http_404", "Not an image": "not_an_image"}
     assert summary["failed"] == {"no_image": 1, "http_404": 1, "not_an_image": 1}
     assert summary["rows_read"] == 15 and summary["rows_taken"] == 14
+    assert summary["covers_to_fetch"] == 13
     assert summary["classified"] == COVERS + 1
     assert sum(summary["predicted_categories"].values()) == COVERS + 1
     assert set(summary["predicted_categories"]) <= set(tiny_model.CATEGORIES)
@@ -123,8 +124,11 @@ def test_the_command_prints_its_summary_and_names_a_missing_model(
     out = str(tmp_path / "cli")
     argv = ["--books-csv", csv_path, "--model", exported[2], "--output", out]
     summary = command.main([*argv, "--download-deadline", "5"])
-    printed = capsys.readouterr().out
-    assert "classified: 11; failed: " in printed and "http_404 1" in printed
+    captured = capsys.readouterr()
+    assert "classified: 11; failed: " in captured.out and "http_404 1" in captured.out
+    # Live progress as ingestion's: covers done of those to fetch, with the failures.
+    assert "ClassifyCatalogue: covers: 100% 13/13" in captured.err
+    assert "failed=2" in captured.err
     assert summary["classified"] == COVERS + 1
     assert os.path.exists(os.path.join(out, command.LOG_FILE))
     empty = tmp_path / "no_model"

@@ -19,7 +19,6 @@ from tfx.dsl.io import fileio
 
 from bookcover import constants, spreadsheet
 from bookcover.fetch_config import FetchConfig
-from bookcover.progress import Progress
 from bookcover.settings import known_fields
 from components.books_csv import Book, BookReader
 from components.catalogue.inference import CoverModelHandler, resolve_model
@@ -85,10 +84,15 @@ def read_rows(csv_path: str, all_rows: bool) -> Iterator[dict]:
 
 
 def count_rows(csv_path: str, all_rows: bool) -> dict:
-    """The pass before the run: rows in the file and rows to classify (the progress total)."""
+    """The pass before the run: rows in the file, rows to classify, and covers to fetch
+    (the live progress's total)."""
     reader = BookReader(csv_path)
-    rows = sum(taken(book, reason, all_rows) for book, reason in reader.every_row())
-    return {"rows_read": reader.rows_read, "rows_taken": rows}
+    rows = covers = 0
+    for book, reason in reader.every_row():
+        if taken(book, reason, all_rows):
+            rows += 1
+            covers += reason in CLASSIFIABLE
+    return {"rows_read": reader.rows_read, "rows_taken": rows, "covers_to_fetch": covers}
 
 
 def predicted_row(item: tuple[dict, object]) -> dict:
@@ -117,23 +121,6 @@ def csv_line(row: dict) -> str:
         spreadsheet.safe_row(row[field] for field in PREDICTION_FIELDS)
     )
     return out.getvalue()
-
-
-class CountProgressFn(beam.DoFn):
-    """Live progress of the rows done (classified or failed) in this worker."""
-
-    def __init__(self, total: int | None):
-        self._total = total
-
-    def setup(self):
-        self._progress = Progress(f"{STEP}: rows", self._total, unit="row")
-
-    def process(self, row: dict):
-        self._progress.update(failed=int(bool(row["failure_reason"])))
-        yield row
-
-    def teardown(self):
-        self._progress.close()
 
 
 class ClassifyRows(beam.PTransform):
@@ -168,8 +155,10 @@ class ClassifyRows(beam.PTransform):
             rows
             | "Readable" >> beam.Filter(lambda row: not row["failure"])
             | "Download"
+            # Its live progress (covers done of the total, rate, failures, ETA) is the
+            # run's: each cover goes on to the model in the same fused stage.
             >> beam.ParDo(
-                DownloadCoversFn(settings.fetch, settings.cache_dir, step=STEP, show_progress=False)
+                DownloadCoversFn(settings.fetch, settings.cache_dir, self._total, step=STEP)
             ).with_outputs("failures", main="covers")
         )
         not_downloaded = downloads.failures | "DownloadFailed" >> beam.Map(
@@ -189,11 +178,7 @@ class ClassifyRows(beam.PTransform):
             | "MostConfident"
             >> beam.combiners.Top.PerKey(GALLERY_PER_CATEGORY, key=lambda entry: entry["score"])
         )
-        rows = (
-            (unreadable, not_downloaded, predicted)
-            | "AllRows" >> beam.Flatten()
-            | "Progress" >> beam.ParDo(CountProgressFn(self._total))
-        )
+        rows = (unreadable, not_downloaded, predicted) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "gallery": gallery}
 
 
@@ -321,7 +306,7 @@ def classify_catalogue(
         _ = (
             p
             | "Classify"
-            >> ClassifyRows(csv_path, model_dir, version, settings, counted["rows_taken"])
+            >> ClassifyRows(csv_path, model_dir, version, settings, counted["covers_to_fetch"])
             | "Write" >> WriteOutputs(output_dir, counts_path)
         )
     seconds = time.time() - started
