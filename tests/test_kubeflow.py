@@ -35,9 +35,15 @@ def compiled(tmp_path_factory):
             "Trainer": {"cpu": 8, "memory_gib": 32, "gpu_type": "NVIDIA_TESLA_T4", "gpu_count": 2},
         },
     }
+    spec, deployment = compile_config(config, out)
+    return spec, deployment, runner.build(config)
+
+
+def compile_config(config: dict, out) -> tuple:
+    """(PipelineSpec, deployment config) of the README's compile command on `config`."""
     config_path = out / "cluster.json"
     config_path.write_text(json.dumps(config))
-    # The README's command; the package read as create_run_from_pipeline_package reads it.
+    # The package read as create_run_from_pipeline_package reads it.
     output = runner.main(["--config", str(config_path), "--output", str(out / "bookcover.yaml")])
     spec = kfp_client._extract_pipeline_yaml(output).pipeline_spec
     deployment = json_format.ParseDict(
@@ -45,7 +51,7 @@ def compiled(tmp_path_factory):
         pipeline_spec_pb2.PipelineDeploymentConfig(),
         ignore_unknown_fields=True,
     )
-    return spec, deployment, runner.build(config)
+    return spec, deployment
 
 
 def test_the_kfp_package_carries_the_pipeline_root(compiled):
@@ -333,15 +339,7 @@ def test_classify_uncategorised_adds_the_catalogue_step_after_the_push(tmp_path)
         "beam_pipeline_args": BEAM_ARGS,
         "classify_uncategorised": True,
     }
-    config_path = tmp_path / "cluster.json"
-    config_path.write_text(json.dumps(config))
-    output = runner.main(["--config", str(config_path), "--output", str(tmp_path / "p.yaml")])
-    spec = kfp_client._extract_pipeline_yaml(output).pipeline_spec
-    deployment = json_format.ParseDict(
-        json_format.MessageToDict(spec.deployment_spec),
-        pipeline_spec_pb2.PipelineDeploymentConfig(),
-        ignore_unknown_fields=True,
-    )
+    spec, deployment = compile_config(config, tmp_path)
     tasks = spec.root.dag.tasks
     assert set(tasks["ClassifyCatalogue"].dependent_tasks) == {"Pusher"}
     # The report waits for the catalogue and shows its counts and covers.
