@@ -135,3 +135,29 @@ def test_the_command_prints_its_summary_and_names_a_missing_model(
     empty.mkdir()
     with pytest.raises(SystemExit, match="no saved_model.pb and no pushed version"):
         command.main(["--books-csv", csv_path, "--model", str(empty), "--output", out])
+
+
+def test_the_pipeline_step_classifies_nothing_when_nothing_was_pushed(tmp_path):
+    """ClassifyCatalogue's executor after a Pusher that did not push (the model was not
+    blessed): a summary that says so, and no predictions."""
+    import json
+
+    from tfx.types import standard_artifacts
+
+    from bookcover import CataloguePredictions
+    from components.catalogue import executor
+
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    pushed.set_int_custom_property("pushed", 0)
+    predictions = CataloguePredictions()
+    predictions.uri = str(tmp_path / "predictions")
+    os.makedirs(predictions.uri)
+    executor.Executor().Do(
+        {"pushed_model": [pushed]},
+        {"predictions": [predictions]},
+        {"books_csv": str(tmp_path / "never_read.csv"), "settings": "{}"},
+    )
+    assert os.listdir(predictions.uri) == [classify.SUMMARY_FILE]
+    with open(os.path.join(predictions.uri, classify.SUMMARY_FILE)) as f:
+        assert json.load(f) == {"skipped": executor.NOT_PUSHED}
