@@ -25,3 +25,10 @@ class CataloguePredictions(artifact.Artifact):
     """A catalogue's predictions: predictions.csv (one row per row taken) and summary.json."""
 
     TYPE_NAME = "bookcover.CataloguePredictions"
+
+
+def flag(artifact: artifact.Artifact, name: str) -> bool:
+    """A 0/1 custom property (`blessed`, `pushed`) as a bool. On Kubeflow, custom
+    properties come back through JSON: 1.0 rather than 1, which get_int_custom_property
+    does not read."""
+    return int(artifact.get_custom_property(name) or 0) == 1

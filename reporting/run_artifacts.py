@@ -87,18 +87,15 @@ class RunArtifacts:
     @classmethod
     def from_artifacts(cls, by_field: dict[str, list]) -> RunArtifacts:
         """From TFX Artifact lists keyed like the fields (the ReportGen executor's inputs)."""
+        from bookcover.artifacts import flag
+
         found = cls(**{k: v[0].uri for k, v in by_field.items() if v and k in REPORT_INPUTS})
         if by_field.get("blessing"):
-            found.blessed = _flag(by_field["blessing"][0], "blessed")
-        if by_field.get("pushed_model") and _flag(by_field["pushed_model"][0], "pushed"):
+            found.blessed = flag(by_field["blessing"][0], "blessed")
+        if by_field.get("pushed_model") and flag(by_field["pushed_model"][0], "pushed"):
             destination = by_field["pushed_model"][0].get_custom_property("pushed_destination")
             found.pushed_destination = destination or None
         return found
-
-
-def _flag(artifact, name: str) -> bool:
-    # On Kubeflow, custom properties come back through JSON: 1.0 rather than 1.
-    return int(artifact.get_custom_property(name) or 0) == 1
 
 
 @dataclasses.dataclass

@@ -161,3 +161,15 @@ def test_the_pipeline_step_classifies_nothing_when_nothing_was_pushed(tmp_path):
     assert os.listdir(predictions.uri) == [classify.SUMMARY_FILE]
     with open(os.path.join(predictions.uri, classify.SUMMARY_FILE)) as f:
         assert json.load(f) == {"skipped": executor.NOT_PUSHED}
+
+
+def test_a_push_reads_as_pushed_when_kubeflow_hands_the_flag_back_as_a_float():
+    from tfx.types import standard_artifacts
+
+    from bookcover.artifacts import flag
+
+    pushed = standard_artifacts.PushedModel()
+    pushed.set_float_custom_property("pushed", 1.0)  # through KFP's JSON
+    assert flag(pushed, "pushed")
+    pushed.set_int_custom_property("pushed", 0)
+    assert not flag(pushed, "pushed")

@@ -10,6 +10,7 @@ from typing import Any
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from bookcover import artifacts
 from components.catalogue import classify
 
 NOT_PUSHED = "the model was not blessed, so it was not pushed: nothing classified"
@@ -26,7 +27,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed = artifact_utils.get_single_instance(input_dict["pushed_model"])
         out_dir = artifact_utils.get_single_uri(output_dict["predictions"])
-        if not pushed.get_int_custom_property("pushed"):
+        if not artifacts.flag(pushed, "pushed"):
             logging.info("ClassifyCatalogue: %s", NOT_PUSHED)
             classify.write_json({"skipped": NOT_PUSHED}, f"{out_dir}/{classify.SUMMARY_FILE}")
             return
