@@ -1,20 +1,25 @@
 """What a killed Trainer needs to resume exactly: the best epoch's weights and every epoch's
-history, kept in the job's backup directory beside Keras' BackupAndRestore state.
+history, kept in the job's backup directory beside the training state's own backup.
 
 Everything goes through fileio (a gs:// backup directory works) and is published
 by rename: best.json names a weights file that is complete before it is named,
-and history.json is replaced whole after each epoch.
+history.json is replaced whole after each epoch, and so is the backup's
+training_metadata.json, which names the epoch's weights file (`AtomicBackupAndRestore`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import keras
 from tfx.dsl.io import fileio
 
-STATE_DIR = "state"  # Keras' BackupAndRestore (it deletes this when training ends)
+METADATA_FILE = "training_metadata.json"  # Keras' name, so its format stays readable
+LEGACY_WEIGHTS = "latest.weights.h5"  # where Keras' own callback keeps the weights
+
+STATE_DIR = "state"  # AtomicBackupAndRestore's (it deletes this when training ends)
 BEST_FILE = "best.json"
 HISTORY_FILE = "history.json"
 EPOCH_KEY = "epoch"
@@ -38,7 +43,7 @@ class TrainingRecord:
     """The history of every epoch and the weights of the best one (by `monitor`), kept in
     `job_dir` across kills, so a rerun continues the same record.
 
-    Two callbacks, placed around Keras' BackupAndRestore, make every kill point safe:
+    Two callbacks, placed around AtomicBackupAndRestore, make every kill point safe:
     `history_callback` (before it) writes an epoch's logs before the backup says the
     epoch is done, so a rerun epoch replaces its entry; `best_callback` (after it)
     saves the best weights once the epoch is backed up, and on resume saves the
@@ -111,10 +116,54 @@ class _BestCallback(keras.callbacks.Callback):
         self.record = record
 
     def on_train_begin(self, logs=None):
-        # BackupAndRestore, before this, has restored the last backed-up epoch's weights.
+        # AtomicBackupAndRestore, before this, has restored the last backed-up epoch's weights.
         last = self.record.last_epoch()
         if last is not None:
             self.record.save_best_if_better(self.model, *last)
 
     def on_epoch_end(self, epoch, logs=None):
         self.record.save_best_if_better(self.model, epoch, (logs or {}).get(self.record.monitor))
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore with every backup published in one rename.
+
+    Keras overwrites `latest.weights.h5` in place and then its metadata, so a kill during
+    the save leaves a torn HDF5 file that the rerun fails to open ("bad object header
+    version number"), and a kill between the two pairs one epoch's weights with another
+    epoch's number. Here each epoch's weights go to a file of their own, complete before
+    training_metadata.json (replaced by rename) names them; the previous file is removed
+    only after. A rerun loads exactly the pair the metadata names; files it does not name
+    are what a kill left mid-save, and are removed.
+    """
+
+    def _save_model(self):
+        fileio.makedirs(self.backup_dir)
+        name = f"epoch{self._current_epoch}-batch{self._last_batch_seen}.weights.h5"
+        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        write_json(os.path.join(self.backup_dir, METADATA_FILE), {**metadata, "weights": name})
+        self._remove_unnamed_weights(keep=name)
+
+    def _load_model(self):
+        if not self.model.built:
+            super()._load_model()  # Keras' own error for an unbuilt model
+        metadata = read_json(os.path.join(self.backup_dir, METADATA_FILE))
+        if metadata is None:
+            self._remove_unnamed_weights(keep=None)
+            return
+        weights = os.path.join(self.backup_dir, metadata.get("weights", LEGACY_WEIGHTS))
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            # The optimizer's slots must exist before the weights file fills them.
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+        self.model._initial_epoch = metadata["epoch"]
+        self._remove_unnamed_weights(keep=os.path.basename(weights))
+        logging.info("resumed from the backup of epoch %d (%s)", metadata["epoch"], weights)
+
+    def _remove_unnamed_weights(self, keep: str | None) -> None:
+        if not fileio.exists(self.backup_dir):
+            return
+        for name in fileio.listdir(self.backup_dir):
+            if name.endswith(".weights.h5") and name != keep:
+                fileio.remove(os.path.join(self.backup_dir, name))

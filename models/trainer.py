@@ -235,7 +235,7 @@ def training_callbacks(
         EpochSeconds(),  # first, so every later callback sees the time in the logs
         EpochLines(settings.train_epochs),
         best.history_callback,  # before the backup, best_callback after: resume.py
-        keras.callbacks.BackupAndRestore(os.path.join(job_dir, resume.STATE_DIR)),
+        resume.AtomicBackupAndRestore(os.path.join(job_dir, resume.STATE_DIR)),
         best.best_callback,
         *early_stopping(hp, settings.train_patience),
         keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "tensorboard")),
