@@ -28,10 +28,9 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.utils import io_utils, proto_utils
 
 from bookcover import constants, split_statistics
+from bookcover.model_versions import STAGING_PREFIX, versions
 
 STATISTICS_KEY = "statistics"
-# Where a version is assembled before its rename; TF Serving only loads all-digit names.
-STAGING_PREFIX = ".incomplete-"
 # A staging directory this old belongs to a push that died: the next push removes it.
 STALE_STAGING_S = 3600
 
@@ -41,14 +40,6 @@ class CoverPusherSpec(standard_component_specs.PusherSpec):
         **standard_component_specs.PusherSpec.INPUTS,
         STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics),
     }
-
-
-def versions(serving_dir: str) -> list[int]:
-    """The published versions, oldest first: all-digit names, as TF Serving reads them."""
-    if not fileio.exists(serving_dir):
-        return []
-    names = (name.rstrip("/") for name in fileio.listdir(serving_dir))
-    return sorted(int(name) for name in names if name.isascii() and name.isdigit())
 
 
 def publish(model_dir: str, statistics_file: str | None, serving_dir: str) -> tuple[str, str]:

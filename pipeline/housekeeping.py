@@ -95,15 +95,15 @@ def _backups(backup_dir: str, backup_days: float, now: float) -> Part:
 
 
 def _versions(serving_dir: str, keep: int, now: float) -> Part:
-    from components import cover_pusher
+    from bookcover import model_versions
 
     part = Part("pushed versions")
-    versions = cover_pusher.versions(serving_dir) if os.path.isdir(serving_dir) else []
+    versions = model_versions.versions(serving_dir) if os.path.isdir(serving_dir) else []
     for i, version in enumerate(versions):
         part.add(os.path.join(serving_dir, str(version)), i < len(versions) - max(keep, 1))
     for name in _listdir(serving_dir):
         path = os.path.join(serving_dir, name)
-        if name.startswith(cover_pusher.STAGING_PREFIX):  # a push that died
+        if name.startswith(model_versions.STAGING_PREFIX):  # a push that died
             part.add(path, age_s(path, now) >= ABANDONED_S)
     return part
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from bookcover import model_versions
 from components import cover_pusher
 
 
@@ -29,7 +30,7 @@ def test_two_pushes_in_one_second_get_two_complete_versions(tmp_path):
     first = cover_pusher.publish(str(source), str(stats), str(serving))
     second = cover_pusher.publish(str(source), str(stats), str(serving))
     assert int(second[0]) == int(first[0]) + 1
-    assert cover_pusher.versions(str(serving)) == [int(first[0]), int(second[0])]
+    assert model_versions.versions(str(serving)) == [int(first[0]), int(second[0])]
     for _, path in (first, second):
         assert (serving / os.path.basename(path) / "saved_model.pb").read_bytes() == b"graph"
         assert (serving / os.path.basename(path) / "assets.extra/train_statistics.pb").exists()
@@ -51,7 +52,7 @@ def test_a_push_killed_mid_copy_leaves_no_version_and_the_next_push_publishes(tm
         staged = [
             os.path.join(serving, n, "variables", "variables.data-00000-of-00001")
             for n in os.listdir(serving)
-            if n.startswith(cover_pusher.STAGING_PREFIX)
+            if n.startswith(model_versions.STAGING_PREFIX)
         ]
         if any(os.path.exists(p) and os.path.getsize(p) > 0 for p in staged):
             break
@@ -63,11 +64,11 @@ def test_a_push_killed_mid_copy_leaves_no_version_and_the_next_push_publishes(tm
     assert os.path.getsize(staged[0]) < os.path.getsize(
         source / "variables" / "variables.data-00000-of-00001"
     ), "killed too late: the copy had finished"
-    assert cover_pusher.versions(str(serving)) == []  # TF Serving sees nothing to load
+    assert model_versions.versions(str(serving)) == []  # TF Serving sees nothing to load
 
     small = model_dir(tmp_path / "next")
     version, path = cover_pusher.publish(str(small), None, str(serving))
-    assert cover_pusher.versions(str(serving)) == [int(version)]
+    assert model_versions.versions(str(serving)) == [int(version)]
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
     # The dead push's staging is young, so kept; once old, the next push removes it.
     assert cover_pusher.remove_stale_staging(str(serving), older_than_s=0) == [

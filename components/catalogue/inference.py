@@ -10,7 +10,7 @@ from typing import Any
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from tfx.dsl.io import fileio
 
-from components import cover_pusher
+from bookcover.model_versions import versions
 
 SIGNATURE = "serving_default"
 MODEL_FILE = "saved_model.pb"
@@ -23,7 +23,7 @@ def resolve_model(path: str) -> tuple[str, str]:
     path = path.rstrip("/")
     if fileio.exists(os.path.join(path, MODEL_FILE)):
         return path, os.path.basename(path)
-    published = cover_pusher.versions(path)
+    published = versions(path)
     if not published:
         raise ValueError(
             f"{path}: no {MODEL_FILE} and no pushed version in it (all-digit folders, "

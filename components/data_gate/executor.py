@@ -9,8 +9,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from bookcover import constants, split_statistics
-from components import cover_pusher
+from bookcover import constants, model_versions, split_statistics
 from components.data_gate.checks import (
     TRAIN,
     comparator_findings,
@@ -40,7 +39,7 @@ def pushed_baseline(serving_model_dir: str) -> str | None:
     """The train statistics pushed beside the newest pushed model, if any."""
     if not serving_model_dir:
         return None
-    for version in reversed(cover_pusher.versions(serving_model_dir)):
+    for version in reversed(model_versions.versions(serving_model_dir)):
         path = os.path.join(serving_model_dir, str(version), constants.BASELINE_STATISTICS)
         if fileio.exists(path):
             return path
