@@ -73,6 +73,9 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def list_depth(text: str) -> int:
     """How deeply brackets nest in `text` (quotes are not special: a guard, not a parser)."""
+    opened = text.count("[")
+    if opened <= 1:  # nearly every real field: no need to walk it
+        return opened
     depth = deepest = 0
     for char in text:
         if char == "[":
@@ -259,14 +262,13 @@ def _check_quotes_closed(path: str, rest: str, first_line: int, last_line: int) 
 def _parse_record(row: int, record: dict) -> tuple[Book, str]:
     """The row as a Book (empty fields where it could not be read) and why it is not
     a usable one, or ""."""
-    unreadable = Book(row, "", (), "", "")
     if None in record:  # more fields than the header: a broken row
-        return unreadable, "malformed_row"
+        return Book(row, "", (), "", ""), "malformed_row"
     values = [v for v in record.values() if isinstance(v, str)]
-    if any(NUL_STANDIN in v for v in values):
-        return unreadable, "nul_byte"
-    if any(len(v) > MAX_FIELD_CHARS for v in values):
-        return unreadable, "field_too_long"
+    if NUL_STANDIN in "".join(values):
+        return Book(row, "", (), "", ""), "nul_byte"
+    if max(map(len, values), default=0) > MAX_FIELD_CHARS:
+        return Book(row, "", (), "", ""), "field_too_long"
     image_url = (record.get(IMAGE_COLUMN) or "").strip()
     categories_text = record.get(CATEGORIES_COLUMN) or ""
     category, category_problem = "", ""

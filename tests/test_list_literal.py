@@ -41,6 +41,58 @@ def test_every_list_of_strings_reads_back_from_its_repr(items):
     assert list_literal.parse_string_list(repr(items)) == items
 
 
+def outcome(parse, text: str):
+    try:
+        return parse(text)
+    except ValueError as e:
+        return type(e)
+
+
+LIST_PIECES = [
+    "[",
+    "]",
+    "'",
+    '"',
+    ",",
+    " ",
+    "\t",
+    "\n",
+    "a",
+    "\\",
+    "\\n",
+    "'x'",
+    '"y\'s"',
+    "['b'",
+    "]]",
+]
+
+
+@st.composite
+def list_like_text(draw) -> str:
+    """A list as repr might write it (quotes of either kind, any spacing, a trailing
+    comma), sometimes with one piece of junk put in somewhere."""
+    items = draw(st.lists(st.text(alphabet="ab'\"\\ \n", max_size=4), max_size=4))
+    space = draw(st.sampled_from(["", " ", "\t", "\n "]))
+    written = [repr(item) if draw(st.booleans()) else f'"{item}"' for item in items]
+    text = f"{space}[{space}{(space + ',' + space).join(written)}"
+    text += draw(st.sampled_from(["", ",", " ,"])) + f"{space}]{space}"
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(LIST_PIECES)) + text[at:]
+    return text
+
+
+@given(
+    st.one_of(st.lists(st.sampled_from(LIST_PIECES), max_size=12).map("".join), list_like_text())
+)
+@settings(max_examples=5000, deadline=None)
+def test_the_fast_path_reads_what_the_parser_reads(text):
+    """parse_string_list's regular expressions (the common case) and its character
+    parser agree on every text, lists or not."""
+    slow = outcome(lambda t: list_literal._parse(t, list_literal.MAX_LIST_ITEMS), text)
+    assert outcome(list_literal.parse_string_list, text) == slow
+
+
 @pytest.mark.parametrize(
     "text",
     [
