@@ -43,6 +43,14 @@ class Progress:
         if is_terminal(self.stream):
             self.bar = tqdm(total=total, desc=description, unit=unit, file=self.stream, leave=False)
 
+    def set_total(self, total: int | None) -> None:
+        """The total once known (a Beam side input's, after the work began)."""
+        if total != self.total:
+            self.total = total
+            if self.bar is not None:
+                self.bar.total = total
+                self.bar.refresh()
+
     def update(self, done: int = 1, **extra: int) -> None:
         self.done += done
         for name, n in extra.items():

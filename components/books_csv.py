@@ -175,6 +175,12 @@ class BookReader:
         with self._text() as text:
             yield from self._rows(text)
 
+    def check_header(self) -> None:
+        """Reads the header and at most the first row: a CsvFormatError (a missing
+        column) or an OSError (no such file) now, before a pipeline is started."""
+        with contextlib.closing(self.every_row()) as rows:
+            next(rows, None)
+
     @contextlib.contextmanager
     def _text(self) -> Iterator[io.TextIOWrapper]:
         # Descriptions in the real file exceed csv's default 128 KiB field limit;

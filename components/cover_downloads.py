@@ -68,7 +68,11 @@ class DownloadCoversFn(beam.DoFn):
         except Exception as e:  # noqa: BLE001 - one bad cover must never kill the run
             return book, None, False, downloader.CoverError("unexpected_error", repr(e))
 
-    def process(self, book: dict):
+    def process(self, book: dict, total: int | None = None):
+        """`total`, when given (a side input: the catalogue counts its rows as it reads
+        them), replaces the constructor's as the progress's total."""
+        if total is not None:
+            self._progress.set_total(total)
         self._bundle_books += 1
         self._pending.add(self._pool.submit(self._download, book))
         if len(self._pending) >= self._max_in_flight:

@@ -135,6 +135,17 @@ def test_the_command_prints_its_summary_and_names_a_missing_model(
     empty.mkdir()
     with pytest.raises(SystemExit, match="no saved_model.pb and no pushed version"):
         command.main(["--books-csv", csv_path, "--model", str(empty), "--output", out])
+    # A CSV the reader cannot count stops the command with the reader's one line, whether
+    # the header says so (before the pipeline) or the file's end (inside it).
+    with open(csv_path, encoding="utf-8") as f:
+        text = f.read()
+    no_image_column = tmp_path / "no_image.csv"
+    no_image_column.write_text(text.replace("image", "picture", 1), encoding="utf-8")
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text(text + 'A last book,"an unclosed\ndescription\n', encoding="utf-8")
+    for path, message in ((no_image_column, "missing required column"), (unclosed, "never closed")):
+        with pytest.raises(SystemExit, match=message):
+            command.main(["--books-csv", str(path), "--model", exported[2], "--output", out])
 
 
 def test_the_pipeline_step_classifies_nothing_when_nothing_was_pushed(tmp_path):

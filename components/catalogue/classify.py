@@ -39,6 +39,7 @@ PREDICTION_FIELDS = (
 )  # fmt: skip
 # Why a row taken is not a usable book, when that does not stop its classification.
 CLASSIFIABLE = ("", "no_category")
+READ_COUNTS = "read_counts"  # ClassifyRows' output of the read's counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,29 +71,24 @@ def taken(book: Book, reason: str, all_rows: bool) -> bool:
     return all_rows or (not book.category and reason in ("no_category", "no_image"))
 
 
-def read_rows(csv_path: str, all_rows: bool) -> Iterator[dict]:
+def read_rows(csv_path: str, all_rows: bool) -> Iterator[dict | beam.pvalue.TaggedOutput]:
     """The rows to classify, one streaming pass; `failure` is why one cannot be (no
-    image URL, an unreadable row), or ""."""
-    for book, reason in BookReader(csv_path).every_row():
-        if taken(book, reason, all_rows):
-            yield {
-                "row": book.row,
-                "title": book.title,
-                "image_url": book.image_url,
-                "failure": "" if reason in CLASSIFIABLE else reason,
-            }
-
-
-def count_rows(csv_path: str, all_rows: bool) -> dict:
-    """The pass before the run: rows in the file, rows to classify, and covers to fetch
-    (the live progress's total)."""
+    image URL, an unreadable row), or "". Last, tagged READ_COUNTS: rows in the file,
+    rows taken and covers to fetch (the live progress's total)."""
     reader = BookReader(csv_path)
     rows = covers = 0
     for book, reason in reader.every_row():
         if taken(book, reason, all_rows):
             rows += 1
             covers += reason in CLASSIFIABLE
-    return {"rows_read": reader.rows_read, "rows_taken": rows, "covers_to_fetch": covers}
+            yield {
+                "row": book.row,
+                "title": book.title,
+                "image_url": book.image_url,
+                "failure": "" if reason in CLASSIFIABLE else reason,
+            }
+    counts = {"rows_read": reader.rows_read, "rows_taken": rows, "covers_to_fetch": covers}
+    yield beam.pvalue.TaggedOutput(READ_COUNTS, counts)
 
 
 def predicted_row(item: tuple[dict, object]) -> dict:
@@ -127,24 +123,28 @@ class ClassifyRows(beam.PTransform):
     """A books CSV -> {"rows": one prediction row per row taken (PREDICTION_FIELDS),
     "gallery": (category, its GALLERY_PER_CATEGORY most confident covers)}."""
 
-    def __init__(
-        self, csv_path: str, model_dir: str, version: str, settings: CatalogueSettings, total=None
-    ):
+    def __init__(self, csv_path: str, model_dir: str, version: str, settings: CatalogueSettings):
         super().__init__()
-        self._csv_path, self._settings, self._total = csv_path, settings, total
+        self._csv_path, self._settings = csv_path, settings
         self._handler = KeyedModelHandler(
             CoverModelHandler(model_dir, version, settings.batch_size)
         )
 
     def expand(self, pbegin):
         settings = self._settings
-        rows = (
+        read = (
             pbegin
             | "CsvPath" >> beam.Create([self._csv_path])
-            | "ReadRows" >> beam.FlatMap(read_rows, settings.all_rows)
-            # The file is read as one stream (row numbers follow its order); from
-            # here on the rows spread over every worker.
-            | "Spread" >> beam.Reshuffle()
+            | "ReadRows"
+            >> beam.FlatMap(read_rows, settings.all_rows).with_outputs(READ_COUNTS, main="rows")
+        )
+        # The file is read as one stream (row numbers follow its order); from here on
+        # the rows spread over every worker. The spread waits for the whole read, so
+        # the counts it made are there when the first cover is fetched.
+        rows = read.rows | "Spread" >> beam.Reshuffle()
+        counts = read[READ_COUNTS]
+        covers_to_fetch = beam.pvalue.AsSingleton(
+            counts | "CoversToFetch" >> beam.Map(lambda c: c["covers_to_fetch"])
         )
         unreadable = (
             rows
@@ -158,7 +158,8 @@ class ClassifyRows(beam.PTransform):
             # Its live progress (covers done of the total, rate, failures, ETA) is the
             # run's: each cover goes on to the model in the same fused stage.
             >> beam.ParDo(
-                DownloadCoversFn(settings.fetch, settings.cache_dir, self._total, step=STEP)
+                DownloadCoversFn(settings.fetch, settings.cache_dir, step=STEP),
+                total=covers_to_fetch,
             ).with_outputs("failures", main="covers")
         )
         not_downloaded = downloads.failures | "DownloadFailed" >> beam.Map(
@@ -179,7 +180,7 @@ class ClassifyRows(beam.PTransform):
             >> beam.combiners.Top.PerKey(GALLERY_PER_CATEGORY, key=lambda entry: entry["score"])
         )
         rows = (unreadable, not_downloaded, predicted) | "AllRows" >> beam.Flatten()
-        return {"rows": rows, "gallery": gallery}
+        return {"rows": rows, "gallery": gallery, READ_COUNTS: counts}
 
 
 def _keyed_cover(cover: dict) -> tuple[dict, bytes]:
@@ -273,7 +274,12 @@ class WriteOutputs(beam.PTransform):
         return (
             classified["rows"]
             | "Summary" >> beam.CombineGlobally(SummaryFn())
-            | "WriteCounts" >> beam.Map(write_json, self._counts_path)
+            | "WriteCounts"
+            >> beam.Map(
+                lambda counts, read, path: write_json({**read, **counts}, path),
+                read=beam.pvalue.AsSingleton(classified[READ_COUNTS]),
+                path=self._counts_path,
+            )
         )
 
 
@@ -298,15 +304,14 @@ def classify_catalogue(
     settings = dataclasses.replace(
         settings, fetch=dataclasses.replace(settings.fetch, base_dir=os.path.dirname(csv_path))
     )
-    counted = count_rows(csv_path, settings.all_rows)
+    BookReader(csv_path).check_header()  # the rows themselves are read in the pipeline
     fileio.makedirs(os.path.join(output_dir, GALLERY_DIR))
     counts_path = os.path.join(output_dir, f".counts-{uuid.uuid4().hex}.json")
     started = time.time()
     with beam.Pipeline(argv=list(beam_args or constants.DIRECT_IN_PROCESS_ARGS)) as p:
         _ = (
             p
-            | "Classify"
-            >> ClassifyRows(csv_path, model_dir, version, settings, counted["covers_to_fetch"])
+            | "Classify" >> ClassifyRows(csv_path, model_dir, version, settings)
             | "Write" >> WriteOutputs(output_dir, counts_path)
         )
     seconds = time.time() - started
@@ -318,7 +323,6 @@ def classify_catalogue(
         "model": model_dir,
         "model_version": version,
         "all_rows": settings.all_rows,
-        **counted,
         **counts,
         "seconds": round(seconds, 1),
         "rows_per_second": round(counts["rows_done"] / seconds, 2) if seconds else 0.0,
