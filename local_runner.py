@@ -47,6 +47,7 @@ def training_settings_from(args: argparse.Namespace, output_dir: str = ""):
         embedded=not args.books_csv,
         tuner_epochs=args.tuner_epochs,
         mixed_precision=args.mixed_precision,
+        parallel_trials=args.parallel_trials,
         backup_dir=os.path.join(output_dir, "trainer_backup") if output_dir else "",
     )
 
@@ -176,6 +177,14 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"Trainer precision (default {hyperparameters.MIXED_PRECISION}): 'auto' uses "
         "mixed_float16 when a GPU is present",
+    )
+    p.add_argument(
+        "--parallel-trials",
+        type=bounded(int, 1),
+        default=None,
+        metavar="N",
+        help="grid trials run at once, each in its own process on its own GPU or share of "
+        "the cores (default: one per GPU, or 1 without one; benchmarks/README 'Tuner')",
     )
 
 

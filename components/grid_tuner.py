@@ -1,4 +1,5 @@
-"""CoverTuner: TFX's Tuner, whose results also list every trial's epochs and curves.
+"""CoverTuner: TFX's Tuner, whose results also list every trial's epochs and curves, and
+which honours TuneArgs(num_parallel_trials=N) on one node (components/parallel_tuner.py).
 
 The curves come from the tuner that tuner_fn returns (models/tuning.RecordingGridSearch).
 """
@@ -18,6 +19,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
 from bookcover import spreadsheet
+from components import parallel_tuner
 
 TRIALS_JSON = "trials.json"
 TRIALS_CSV = "trials.csv"
@@ -25,11 +27,10 @@ TRIALS_CSV = "trials.csv"
 
 def trial_table(tuner: keras_tuner.Tuner) -> list[dict]:
     """One row per trial in the order run: status, the grid's values, score, epochs run."""
-    curves = getattr(tuner, "curves", {})
     rows = []
     for trial_id in sorted(tuner.oracle.trials):
         trial = tuner.oracle.trials[trial_id]
-        trial_curves = curves.get(trial_id, {})
+        trial_curves = tuner.trial_curves(trial_id) if hasattr(tuner, "trial_curves") else {}
         rows.append(
             {
                 "trial_id": trial_id,
@@ -39,6 +40,8 @@ def trial_table(tuner: keras_tuner.Tuner) -> list[dict]:
                 "score": trial.score,
                 "epochs_run": len(trial_curves.get("loss", [])),
                 "best_epoch": trial.best_step + 1 if trial.score is not None else None,
+                # More than 1 where a worker died in the trial and it ran again.
+                "runs": tuner.oracle._run_times.get(trial_id, 0),
                 "curves": trial_curves,
             }
         )
@@ -60,9 +63,14 @@ class Executor(tuner_executor.Executor):
     """TFX's Tuner executor plus trials.json / trials.csv in the tuner_results artifact."""
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802 - TFX's name
-        if tuner_executor.get_tune_args(exec_properties):
-            raise ValueError("TuneArgs is not supported by this Tuner's Executor.")
-        tuner = tuner_executor.search(input_dict, exec_properties, self._get_tmp_dir())
+        tune_args = tuner_executor.get_tune_args(exec_properties)
+        workers = parallel_tuner.parallel_trials(tune_args.num_parallel_trials if tune_args else 0)
+        if workers > 1:
+            tuner = parallel_tuner.parallel_search(
+                input_dict, exec_properties, self._get_tmp_dir(), workers
+            )
+        else:
+            tuner = tuner_executor.search(input_dict, exec_properties, self._get_tmp_dir())
         tuner_executor.write_best_hyperparameters(tuner, output_dict)
         results_dir = artifact_utils.get_single_uri(
             output_dict[standard_component_specs.TUNER_RESULTS_KEY]

@@ -13,6 +13,8 @@ _DEFAULT = hyperparameters.PRESETS["default"]
 # left out, so that changing the Trainer's epochs does not rerun the Tuner.
 TUNER_ONLY = ("tuner_epochs", "tuner_patience")
 TRAINER_ONLY = ("train_epochs", "train_patience", "backup_dir")
+# Read by the Tuner's executor from TuneArgs, not by tuner_fn: in neither custom_config.
+TUNE_ARGS_ONLY = ("parallel_trials",)
 
 
 def check_model_option(name: str, value: object) -> object:
@@ -64,6 +66,8 @@ class TrainingSettings:
     train_patience: int = hyperparameters.TRAIN_PATIENCE
     # Where a killed Trainer's state waits for its rerun; "" keeps it in the run dir.
     backup_dir: str = ""
+    # Trials run at once (TuneArgs.num_parallel_trials); 0: one per GPU, or 1 without.
+    parallel_trials: int = 0
 
     def __post_init__(self):
         options = {**_DEFAULT.model_options, **check_model_options(self.model_options or {})}
@@ -73,6 +77,8 @@ class TrainingSettings:
         set_field(self, "first_filters", tuple(int(f) for f in self.first_filters))
         if not self.learning_rates or not self.first_filters:
             raise ValueError("the grid needs at least one learning rate and one filter count")
+        if not isinstance(self.parallel_trials, int) or self.parallel_trials < 0:
+            raise ValueError(f"parallel_trials {self.parallel_trials!r}: expected an integer >= 0")
         if self.mixed_precision not in hyperparameters.MIXED_PRECISION_CHOICES:
             raise ValueError(
                 f"mixed_precision {self.mixed_precision!r}; "
@@ -87,10 +93,10 @@ class TrainingSettings:
         return data
 
     def for_tuner(self) -> dict:
-        return {k: v for k, v in self.to_dict().items() if k not in TRAINER_ONLY}
+        return {k: v for k, v in self.to_dict().items() if k not in TRAINER_ONLY + TUNE_ARGS_ONLY}
 
     def for_trainer(self) -> dict:
-        return {k: v for k, v in self.to_dict().items() if k not in TUNER_ONLY}
+        return {k: v for k, v in self.to_dict().items() if k not in TUNER_ONLY + TUNE_ARGS_ONLY}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> TrainingSettings:

@@ -153,8 +153,15 @@ def training_steps(data: dict, training: TrainingSettings, num_classes: int) -> 
         "train_args": tfx.proto.TrainArgs(splits=["train"]),
         "eval_args": tfx.proto.EvalArgs(splits=["eval"]),
     }
+    # How many trials run at once is the executor's to decide (0: one per GPU).
+    tune_args = None
+    if training.parallel_trials:
+        tune_args = tfx.proto.TuneArgs(num_parallel_trials=training.parallel_trials)
     tuner = CoverTuner(
-        tuner_fn=configs.TUNER_FN, **training_inputs, custom_config=training.for_tuner()
+        tuner_fn=configs.TUNER_FN,
+        **training_inputs,
+        custom_config=training.for_tuner(),
+        tune_args=tune_args,
     ).with_id("Tuner")
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,

@@ -331,6 +331,31 @@ def test_the_example_config_compiles_with_every_key_it_shows(tmp_path):
     assert runner.main(["--config", example, "--output", str(tmp_path / "p.yaml")])
 
 
+def test_parallel_trials_reach_the_tuner_as_tune_args_and_nothing_else(tmp_path):
+    config = {
+        "image": IMAGE,
+        "pipeline_root": "gs://bucket/bookcover",
+        "books_csv": "gs://bucket/data/books_data.csv",
+        "beam_pipeline_args": BEAM_ARGS,
+    }
+    for name in ("plain", "parallel", "zero"):
+        (tmp_path / name).mkdir()
+    plain, _ = compile_config(config, tmp_path / "plain")
+    spec, _ = compile_config({**config, "parallel_trials": 4}, tmp_path / "parallel")
+
+    def tuner_parameters(compiled) -> dict:
+        task = compiled.root.dag.tasks["Tuner"].inputs.parameters
+        return {name: value.runtime_value.constant_value for name, value in task.items()}
+
+    parallel = tuner_parameters(spec)
+    assert json.loads(parallel["tune_args"].string_value) == {"num_parallel_trials": 4}
+    assert "tune_args" not in tuner_parameters(plain)
+    # tuner_fn reads the same grid settings either way.
+    assert parallel["custom_config"] == tuner_parameters(plain)["custom_config"]
+    with pytest.raises(SystemExit, match="'parallel_trials': 0: expected an integer at least 1"):
+        compile_config({**config, "parallel_trials": 0}, tmp_path / "zero")
+
+
 def test_classify_uncategorised_adds_the_catalogue_step_after_the_push(tmp_path):
     config = {
         "image": IMAGE,
