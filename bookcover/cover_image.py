@@ -12,8 +12,9 @@ from bookcover import constants
 from bookcover.fetch_config import CoverError, FetchConfig
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """The decoded image, if it is one of constants.IMAGE_FORMATS within `max_pixels`.
+def checked_header(data: bytes, max_pixels: int) -> Image.Image:
+    """The image, not yet decoded, if its header names one of constants.IMAGE_FORMATS
+    within `max_pixels`.
 
     The size comes from the header before any pixel is decoded, and no
     process-wide setting is touched (downloads run in many threads); only the
@@ -38,6 +39,12 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise CoverError(
             "decompression_bomb", f"{width}x{height} pixels, over the limit of {max_pixels}"
         )
+    return image
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """The decoded image, once checked_header has accepted it."""
+    image = checked_header(data, max_pixels)
     try:
         image.load()  # header-only opens accept truncated files
     except (OSError, SyntaxError, ValueError) as e:

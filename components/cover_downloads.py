@@ -31,9 +31,13 @@ class DownloadCoversFn(beam.DoFn):
         cache_dir: str = "",
         total: int | None = None,
         step: str = "CoverExampleGen",
+        as_fetched: bool = False,
     ):
         self._fetch, self._cache_dir, self._total = fetch, cache_dir, total
         self._step = step  # the metrics' namespace and the progress lines' name
+        # Images as fetched (header-checked), not stored covers, for a reader that
+        # decodes and resizes them itself; with a cache, stored covers all the same.
+        self._as_fetched = as_fetched and not cache_dir
 
     def setup(self):
         fetch = self._fetch
@@ -59,6 +63,9 @@ class DownloadCoversFn(beam.DoFn):
         self, book: dict
     ) -> tuple[dict, bytes | None, bool, downloader.CoverError | None]:
         try:
+            if self._as_fetched:
+                image = downloader.download_image(book["image_url"], self._session, self._fetch)
+                return book, image, False, None
             cover, cached = downloader.download_cover(
                 book["image_url"], self._session, self._fetch, self._cache
             )

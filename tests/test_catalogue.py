@@ -54,11 +54,9 @@ def read_predictions(output_dir: str) -> list[dict]:
 
 
 def expected_answers(urls, export_dir):
-    """The covers the downloader makes of these URLs, through serving_default directly."""
-    fetch = cs.FAST_FETCH
-    cache = downloader.CoverCache(None, fetch.cover_format, (fetch.width, fetch.height))
+    """The images the downloader fetches from these URLs, through serving_default directly."""
     with downloader.make_session(2) as session:
-        covers = [downloader.download_cover(url, session, fetch, cache)[0] for url in urls]
+        covers = [downloader.download_image(url, session, cs.FAST_FETCH) for url in urls]
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     output = serve(images=tf.constant(covers))
     return [
@@ -106,6 +104,43 @@ def test_rows_without_a_category_are_classified_as_serving_default_does(books, e
     assert set(summary["predicted_categories"]) <= set(tiny_model.CATEGORIES)
     assert summary["model_version"] == "1"
     assert not [name for name in os.listdir(out) if name.startswith(".")]
+
+
+def test_an_image_only_the_model_refuses_fails_alone_and_the_gallery_holds_covers(
+    books, exported, tmp_path
+):
+    """Images reach the model as fetched, once their header passes: a truncated JPEG
+    passes the header check, the model's decoder refuses it and the rest of its batch is
+    classified. The gallery keeps stored covers (100x150 JPEG) whatever was fetched."""
+    from PIL import Image
+
+    _, server = books
+    whole = images.jpeg(size=(300, 450), color=tiny_model.COLORS[0])
+    server.routes["/truncated.jpg"] = cs.send_bytes(whole[: len(whole) // 2])
+    server.routes["/large.jpg"] = cs.send_bytes(whole)
+    server.routes["/clear.png"] = cs.send_bytes(images.png(color=(*tiny_model.COLORS[1], 128)))
+    rows = [(f"Good {i}", f"{server.url}/c{i}.jpg", "") for i in range(3)]
+    rows += [
+        ("Truncated", f"{server.url}/truncated.jpg", ""),
+        ("Large", f"{server.url}/large.jpg", ""),
+        ("Transparent", f"{server.url}/clear.png", ""),
+    ]
+    csv_path = write_books(str(tmp_path / "odd.csv"), rows)
+    out = str(tmp_path / "odd")
+    settings = CatalogueSettings(batch_size=8, fetch=cs.FAST_FETCH)
+    summary = classify_catalogue(csv_path, exported[2], out, settings)
+
+    predictions = {p["title"]: p for p in read_predictions(out)}
+    assert predictions["Truncated"]["failure_reason"] == "not_classified"
+    assert predictions["Truncated"]["failure_detail"]  # the decoder's own words
+    assert summary["classified"] == 5 and summary["failed"] == {"not_classified": 1}
+    expected = expected_answers([f"{server.url}/large.jpg"], exported[2])
+    assert predictions["Large"]["category_1"] == expected[0][0][0]
+    shown = os.listdir(os.path.join(out, classify.GALLERY_DIR))
+    assert shown and all(name.endswith(".jpg") for name in shown)
+    for name in shown:
+        with Image.open(os.path.join(out, classify.GALLERY_DIR, name)) as cover:
+            assert (cover.format, cover.size) == ("JPEG", (100, 150))
 
 
 def test_all_takes_the_labelled_rows_too(books, exported, tmp_path):

@@ -18,7 +18,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from tfx.dsl.io import fileio
 
 from bookcover import constants, spreadsheet
-from bookcover.fetch_config import FetchConfig
+from bookcover.cover_image import to_cover_image
+from bookcover.fetch_config import CoverError, FetchConfig
 from bookcover.settings import known_fields
 from components.books_csv import Book, BookReader
 from components.catalogue.inference import CoverModelHandler, resolve_model
@@ -158,7 +159,8 @@ class ClassifyRows(beam.PTransform):
             # Its live progress (covers done of the total, rate, failures, ETA) is the
             # run's: each cover goes on to the model in the same fused stage.
             >> beam.ParDo(
-                DownloadCoversFn(settings.fetch, settings.cache_dir, step=STEP),
+                # The model decodes and resizes every image itself (serving_default).
+                DownloadCoversFn(settings.fetch, settings.cache_dir, step=STEP, as_fetched=True),
                 total=covers_to_fetch,
             ).with_outputs("failures", main="covers")
         )
@@ -193,15 +195,20 @@ def _gallery_entry(item: tuple[dict, object]) -> tuple[str, dict]:
     return result.inference["categories"][0], {**key, "score": score, "cover": result.example}
 
 
-def write_gallery(item: tuple[str, list[dict]], output_dir: str) -> list[dict]:
-    """Writes one category's covers to gallery/; returns what the report shows of each."""
+def write_gallery(item: tuple[str, list[dict]], output_dir: str, fetch: FetchConfig) -> list[dict]:
+    """Writes one category's covers to gallery/ as stored covers (the images came as
+    fetched, any size); returns what the report shows of each."""
     category, entries = item
     shown = []
+    suffix = ".png" if fetch.cover_format == "PNG" else ".jpg"
     for entry in entries:
-        suffix = ".png" if entry["cover"].startswith(b"\x89PNG") else ".jpg"
+        try:
+            cover = to_cover_image(entry["cover"], fetch)
+        except CoverError:  # the model's decoder took what Pillow's refuses: not shown
+            continue
         name = f"{GALLERY_DIR}/row{entry['row']}{suffix}"
         with fileio.open(os.path.join(output_dir, name), "wb") as f:
-            f.write(entry["cover"])
+            f.write(cover)
         shown.append({**{k: v for k, v in entry.items() if k != "cover"}, "category": category})
         shown[-1]["file"] = name
     return shown
@@ -249,15 +256,15 @@ def write_json(data: object, path: str) -> None:
 class WriteOutputs(beam.PTransform):
     """ClassifyRows' outputs -> predictions.csv, the gallery, and the counts (a JSON file)."""
 
-    def __init__(self, output_dir: str, counts_path: str):
+    def __init__(self, output_dir: str, counts_path: str, fetch: FetchConfig):
         super().__init__()
-        self._output_dir, self._counts_path = output_dir, counts_path
+        self._output_dir, self._counts_path, self._fetch = output_dir, counts_path, fetch
 
     def expand(self, classified: dict):
         out = self._output_dir
         _ = (
             classified["gallery"]
-            | "WriteGallery" >> beam.FlatMap(write_gallery, out)
+            | "WriteGallery" >> beam.FlatMap(write_gallery, out, self._fetch)
             | "GalleryList" >> beam.combiners.ToList()
             | "WriteGalleryList" >> beam.Map(write_gallery_list, os.path.join(out, GALLERY_FILE))
         )
@@ -312,7 +319,7 @@ def classify_catalogue(
         _ = (
             p
             | "Classify" >> ClassifyRows(csv_path, model_dir, version, settings)
-            | "Write" >> WriteOutputs(output_dir, counts_path)
+            | "Write" >> WriteOutputs(output_dir, counts_path, settings.fetch)
         )
     seconds = time.time() - started
     with fileio.open(counts_path) as f:
