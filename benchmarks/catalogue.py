@@ -83,7 +83,9 @@ def trained_model(work_dir: str) -> str:
         from benchmarks.scale import TRAINING_FLAGS
 
         print("training a model on the embedded data", flush=True)
+        # One epoch need not beat the blessing's floor; this measures speed, not accuracy.
         command = [sys.executable, "local_runner.py", "--output-dir", out, *TRAINING_FLAGS]
+        command += ["--accuracy-floor", "0"]
         timed(command, os.path.join(work_dir, "model_run.log"))
     return serving
 

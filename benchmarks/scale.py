@@ -116,7 +116,7 @@ def step_times(metadata_path: str) -> dict[str, dict]:
             "SELECT c.name, e.create_time_since_epoch, e.last_update_time_since_epoch, "
             "e.last_known_state FROM Execution e JOIN Association a ON a.execution_id = e.id "
             "JOIN Context c ON c.id = a.context_id JOIN Type t ON t.id = c.type_id "
-            "WHERE t.name = 'node'"
+            "WHERE t.name = 'node' ORDER BY e.id"  # a node's newest execution last
         ).fetchall()
     steps = {}
     for name, start, end, state in rows:
