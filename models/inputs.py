@@ -49,6 +49,7 @@ def input_fn(
     image_key: str = constants.IMAGE_KEY,
     replicas: int = 1,
     replica: int = 0,
+    deterministic: bool = False,
 ) -> tf.data.Dataset:
     """(normalised image batch, one-hot label batch), one pass over the files.
 
@@ -67,8 +68,9 @@ def input_fn(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
         cycle_length=PARALLEL_READS,
         num_parallel_calls=PARALLEL_READS,
-        # Replicas must agree on the order; alone, order only matters for eval.
-        deterministic=not shuffle or replicas > 1,
+        # Replicas must agree on the order; alone, order only matters for eval, and for
+        # `deterministic` readers (a grid trial's result depends on its values alone).
+        deterministic=deterministic or not shuffle or replicas > 1,
     )
     if shuffle:
         dataset = dataset.shuffle(

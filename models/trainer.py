@@ -54,8 +54,10 @@ def datasets(
     hp: keras_tuner.HyperParameters,
     counts: list[int] | None,
     strategy: tf.distribute.Strategy | None = None,
+    deterministic: bool = False,
 ):
-    """Training and validation data for `strategy`'s replicas, `batch_size` each.
+    """Training and validation data for `strategy`'s replicas, `batch_size` each;
+    `deterministic`: the same examples in the same order on every run.
 
     Class weights travel in the training data as sample weights (blended with
     the labels under mixup). `counts` (examples per class) is needed only when
@@ -73,6 +75,7 @@ def datasets(
             image_key=key,
             replicas=replicas,
             replica=replica,
+            deterministic=deterministic,
         )
 
     def train(replicas: int, replica: int) -> tf.data.Dataset:
@@ -156,7 +159,13 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     num_classes = num_classes_of(tf_transform_output)
     hp = search_space(settings)
+    counts = None
+    if hp.get("class_weights"):
+        counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
     tuner = RecordingGridSearch(
+        trial_data=lambda: datasets(
+            fn_args, tf_transform_output, settings.batch_size, hp, counts, deterministic=True
+        ),
         hypermodel=lambda trial_hp: model.build_model(trial_hp, num_classes),
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
         hyperparameters=hp,
@@ -165,14 +174,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         project_name="cover_grid_search",
         seed=constants.SAMPLE_SEED,
     )
-    counts = None
-    if hp.get("class_weights"):
-        counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
-    train, evaluation = datasets(fn_args, tf_transform_output, settings.batch_size, hp, counts)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.tuner_patience)
-    fit_kwargs = {
-        "x": train,
-        "validation_data": evaluation,
+    fit_kwargs = {  # the data: made afresh for each trial (RecordingGridSearch.run_trial)
         "epochs": settings.tuner_epochs,
         "callbacks": [stop],
         "verbose": 0,  # tuning.RecordingGridSearch logs one line per trial

@@ -28,10 +28,19 @@ class RecordingGridSearch(keras_tuner.GridSearch):
     epochs early stopping let a trial run is otherwise lost.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, trial_data=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.curves: dict[str, dict[str, list[float]]] = {}
         self._requests = self._begun = 0
+        # () -> (training, validation) datasets, made anew for each trial after its seed
+        # is set: a dataset shared by the trials would carry its shuffle order on from
+        # one trial to the next, so a trial's score would depend on the trials before it.
+        self.trial_data = trial_data
+
+    def run_trial(self, trial, *args, **kwargs):
+        if self.trial_data is not None:
+            kwargs["x"], kwargs["validation_data"] = self.trial_data()
+        return super().run_trial(trial, *args, **kwargs)
 
     # TFX's Tuner executor prints both summaries: to the log file instead.
     def search_space_summary(self, extended=False):

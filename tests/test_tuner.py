@@ -91,7 +91,7 @@ def test_class_weights_travel_in_the_data_as_sample_weights(tmp_path):
     plain = trainer.tuner_fn(
         fn_args(root, records, model_options={"class_weights": False, "mixup": 0.0})
     )
-    assert len(plain.fit_kwargs["x"].element_spec) == 2
+    assert len(plain.tuner.trial_data()[0].element_spec) == 2
     weighted = trainer.tuner_fn(
         fn_args(root, records, model_options={"class_weights": True, "mixup": 0.0})
     )
@@ -100,15 +100,33 @@ def test_class_weights_travel_in_the_data_as_sample_weights(tmp_path):
     vocabulary = [v.decode() for v in output.vocabulary_by_name("category")]
     expected = np.array([per_category[name] for name in vocabulary])
     seen = 0
-    for _, labels, weights in weighted.fit_kwargs["x"]:
+    for _, labels, weights in weighted.tuner.trial_data()[0]:
         np.testing.assert_allclose(weights.numpy(), labels.numpy() @ expected, rtol=1e-6)
         seen += len(weights)
     assert seen == 28
 
 
 def test_tuner_datasets_run_without_tf_data_autotuning(searched):
-    for dataset in (searched.fit_kwargs["x"], searched.fit_kwargs["validation_data"]):
+    for dataset in searched.tuner.trial_data():
         assert dataset.options().autotune.enabled is False
+
+
+def test_each_trial_reads_the_same_examples_in_the_same_order(searched):
+    """A trial's data is made afresh and read in a fixed order, so what it scores depends
+    on its values alone: not on the trials before it, nor on the worker that runs it."""
+
+    def images(dataset) -> list:
+        return [batch[0].numpy() for batch in dataset]
+
+    first = searched.tuner.trial_data()[0]
+    images(first)  # one epoch read, as a trial before the next would
+    again, once_more = images(first), images(searched.tuner.trial_data()[0])
+    fresh = images(searched.tuner.trial_data()[0])
+    assert [b.shape for b in fresh] == [b.shape for b in once_more] and len(fresh) > 1
+    for made, remade in zip(fresh, once_more, strict=True):
+        np.testing.assert_array_equal(made, remade)
+    # A dataset read again reshuffles (each epoch of a trial sees a new order).
+    assert any(not np.array_equal(a, b) for a, b in zip(again, fresh, strict=True))
 
 
 def test_mixup_carries_the_class_weights_in_the_data(data):
@@ -117,7 +135,7 @@ def test_mixup_carries_the_class_weights_in_the_data(data):
         fn_args(root, records, model_options={"class_weights": True, "mixup": 0.2})
     )
     assert "class_weight" not in mixed.fit_kwargs
-    images, labels, weights = next(iter(mixed.fit_kwargs["x"]))
+    images, labels, weights = next(iter(mixed.tuner.trial_data()[0]))
     assert images.shape[1:] == (150, 100, 3) and labels.shape[1:] == (3,)
     assert weights.shape == (labels.shape[0],)
 
