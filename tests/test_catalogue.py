@@ -3,12 +3,13 @@ through Beam's RunInference over a real exported model, into a predictions CSV a
 summary that join back to the input rows."""
 
 import csv
+import dataclasses
 import os
 
 import pytest
 import tensorflow as tf
 
-from bookcover import downloader, spreadsheet
+from bookcover import constants, downloader, spreadsheet
 from components.catalogue import classify
 from components.catalogue.classify import CatalogueSettings, classify_catalogue
 from pipeline import classify_catalogue as command
@@ -111,7 +112,8 @@ def test_an_image_only_the_model_refuses_fails_alone_and_the_gallery_holds_cover
 ):
     """Images reach the model as fetched, once their header passes: a truncated JPEG
     passes the header check, the model's decoder refuses it and the rest of its batch is
-    classified. The gallery keeps stored covers (100x150 JPEG) whatever was fetched."""
+    classified. The gallery keeps stored covers (100x150 JPEG) whatever was fetched (a
+    large image is made one before it is ranked, so the ranking holds little)."""
     from PIL import Image
 
     _, server = books
@@ -119,25 +121,32 @@ def test_an_image_only_the_model_refuses_fails_alone_and_the_gallery_holds_cover
     server.routes["/truncated.jpg"] = cs.send_bytes(whole[: len(whole) // 2])
     server.routes["/large.jpg"] = cs.send_bytes(whole)
     server.routes["/clear.png"] = cs.send_bytes(images.png(color=(*tiny_model.COLORS[1], 128)))
+    noise = Image.effect_noise((900, 1350), 80).convert("RGB")
+    huge = images.encode(noise, "JPEG", quality=95)
+    assert len(huge) > classify.GALLERY_MAX_IMAGE_BYTES
+    server.routes["/huge.jpg"] = cs.send_bytes(huge)
     rows = [(f"Good {i}", f"{server.url}/c{i}.jpg", "") for i in range(3)]
     rows += [
         ("Truncated", f"{server.url}/truncated.jpg", ""),
         ("Large", f"{server.url}/large.jpg", ""),
         ("Transparent", f"{server.url}/clear.png", ""),
+        ("Huge", f"{server.url}/huge.jpg", ""),
     ]
     csv_path = write_books(str(tmp_path / "odd.csv"), rows)
     out = str(tmp_path / "odd")
-    settings = CatalogueSettings(batch_size=8, fetch=cs.FAST_FETCH)
+    fetch = dataclasses.replace(cs.FAST_FETCH, max_bytes=constants.MAX_IMAGE_BYTES)
+    settings = CatalogueSettings(batch_size=8, fetch=fetch)
     summary = classify_catalogue(csv_path, exported[2], out, settings)
 
     predictions = {p["title"]: p for p in read_predictions(out)}
     assert predictions["Truncated"]["failure_reason"] == "not_classified"
     assert predictions["Truncated"]["failure_detail"]  # the decoder's own words
-    assert summary["classified"] == 5 and summary["failed"] == {"not_classified": 1}
+    assert summary["classified"] == 6 and summary["failed"] == {"not_classified": 1}
     expected = expected_answers([f"{server.url}/large.jpg"], exported[2])
     assert predictions["Large"]["category_1"] == expected[0][0][0]
     shown = os.listdir(os.path.join(out, classify.GALLERY_DIR))
-    assert shown and all(name.endswith(".jpg") for name in shown)
+    # At most six a category: every one of the six classified, the huge one (row 7) too.
+    assert sorted(shown) == [f"row{row}.jpg" for row in (1, 2, 3, 5, 6, 7)]
     for name in shown:
         with Image.open(os.path.join(out, classify.GALLERY_DIR, name)) as cover:
             assert (cover.format, cover.size) == ("JPEG", (100, 150))

@@ -32,6 +32,9 @@ GALLERY_DIR = "gallery"
 GALLERY_FILE = "gallery.json"
 # The most confident covers of each predicted category, kept for the report.
 GALLERY_PER_CATEGORY = 6
+# Images come as fetched (up to the download's byte limit): a candidate for the gallery
+# larger than this is made a stored cover first, so the ranking holds little per cover.
+GALLERY_MAX_IMAGE_BYTES = 256 * 1024
 TOP_K = 3
 PREDICTION_FIELDS = (
     "row", "title", "image_url",
@@ -139,22 +142,23 @@ class ClassifyRows(beam.PTransform):
             | "ReadRows"
             >> beam.FlatMap(read_rows, settings.all_rows).with_outputs(READ_COUNTS, main="rows")
         )
-        # The file is read as one stream (row numbers follow its order); from here on
-        # the rows spread over every worker. The spread waits for the whole read, so
-        # the counts it made are there when the first cover is fetched.
-        rows = read.rows | "Spread" >> beam.Reshuffle()
         counts = read[READ_COUNTS]
         covers_to_fetch = beam.pvalue.AsSingleton(
             counts | "CoversToFetch" >> beam.Map(lambda c: c["covers_to_fetch"])
         )
         unreadable = (
-            rows
+            read.rows
             | "Unreadable" >> beam.Filter(lambda row: row["failure"])
             | "UnreadableRow" >> beam.Map(lambda row: failed_row(row, row["failure"]))
         )
+        # The file is read as one stream (row numbers follow its order); from here on
+        # the rows with a cover to fetch (14,622 of the 48,624 taken in the full-size
+        # stand-in) spread over every worker. The spread waits for the whole read, so
+        # the counts it made are there when the first cover is fetched.
         downloads = (
-            rows
+            read.rows
             | "Readable" >> beam.Filter(lambda row: not row["failure"])
+            | "Spread" >> beam.Reshuffle()
             | "Download"
             # Its live progress (covers done of the total, rate, failures, ETA) is the
             # run's: each cover goes on to the model in the same fused stage.
@@ -177,7 +181,7 @@ class ClassifyRows(beam.PTransform):
         gallery = (
             inferred
             | "Answered" >> beam.Filter(lambda item: "error" not in item[1].inference)
-            | "ByCategory" >> beam.Map(_gallery_entry)
+            | "ByCategory" >> beam.FlatMap(_gallery_entry, settings.fetch)
             | "MostConfident"
             >> beam.combiners.Top.PerKey(GALLERY_PER_CATEGORY, key=lambda entry: entry["score"])
         )
@@ -189,10 +193,16 @@ def _keyed_cover(cover: dict) -> tuple[dict, bytes]:
     return {name: cover[name] for name in ("row", "title", "image_url")}, cover["cover"]
 
 
-def _gallery_entry(item: tuple[dict, object]) -> tuple[str, dict]:
+def _gallery_entry(item: tuple[dict, object], fetch: FetchConfig) -> Iterator[tuple[str, dict]]:
     key, result = item
+    image = result.example
+    if len(image) > GALLERY_MAX_IMAGE_BYTES:
+        try:
+            image = to_cover_image(image, fetch)
+        except CoverError:  # the model's decoder took what Pillow's refuses: not shown
+            return
     score = result.inference["scores"][0]
-    return result.inference["categories"][0], {**key, "score": score, "cover": result.example}
+    yield result.inference["categories"][0], {**key, "score": score, "cover": image}
 
 
 def write_gallery(item: tuple[str, list[dict]], output_dir: str, fetch: FetchConfig) -> list[dict]:
