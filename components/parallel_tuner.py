@@ -49,13 +49,22 @@ def parallel_trials(requested: int) -> int:
 
 
 def worker_devices(index: int, workers: int, gpus: int, cpus: list[int]) -> dict[str, str]:
-    """Environment that gives worker `index` its GPU (round robin) or its share of `cpus`."""
+    """Environment that gives worker `index` its GPU (round robin) or its share of `cpus`.
+
+    On its share of the cores a worker keeps as many TensorFlow threads as the
+    sequential search has (one per core of `cpus`): a convolution's sums are split by
+    thread, so with fewer threads they round otherwise, and a trial's score could
+    differ from the sequential search's by an example or two."""
     if gpus:
         return {"CUDA_VISIBLE_DEVICES": str(index % gpus)}
     share = max(1, len(cpus) // workers)
     start = (index * share) % len(cpus)
     mine = cpus[start : start + share] or cpus
-    return {"CUDA_VISIBLE_DEVICES": "-1", CPUS_ENV: ",".join(map(str, mine))}
+    return {
+        "CUDA_VISIBLE_DEVICES": "-1",
+        CPUS_ENV: ",".join(map(str, mine)),
+        "TF_NUM_INTRAOP_THREADS": str(len(cpus)),
+    }
 
 
 @dataclasses.dataclass
