@@ -87,10 +87,7 @@ class _Deadlines:
                 self._thread = threading.Thread(target=self._run, name="cover-deadlines")
                 self._thread.daemon = True
                 self._thread.start()
-            # The watchdog sleeps until the earliest deadline in its heap: it needs waking
-            # only when this one is the earliest, not for every request (hundreds a second).
-            if self._heap[0][1] == watch:
-                self._wake.notify()
+            self._wake.notify()
 
     def _run(self) -> None:
         with self._wake:
