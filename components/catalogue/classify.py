@@ -193,34 +193,43 @@ def _keyed_cover(cover: dict) -> tuple[dict, bytes]:
     return {name: cover[name] for name in ("row", "title", "image_url")}, cover["cover"]
 
 
+def _stored_cover(image: bytes, fetch: FetchConfig) -> bytes | None:
+    """The 100x150 cover the gallery shows of an image as fetched; None where Pillow
+    refuses what the model's decoder took (such a cover is not shown)."""
+    try:
+        return to_cover_image(image, fetch)
+    except CoverError:
+        return None
+
+
 def _gallery_entry(item: tuple[dict, object], fetch: FetchConfig) -> Iterator[tuple[str, dict]]:
     key, result = item
-    image = result.example
+    image, stored = result.example, False
     if len(image) > GALLERY_MAX_IMAGE_BYTES:
-        try:
-            image = to_cover_image(image, fetch)
-        except CoverError:  # the model's decoder took what Pillow's refuses: not shown
+        image, stored = _stored_cover(image, fetch), True
+        if image is None:
             return
     score = result.inference["scores"][0]
-    yield result.inference["categories"][0], {**key, "score": score, "cover": image}
+    entry = {**key, "score": score, "cover": image, "stored": stored}
+    yield result.inference["categories"][0], entry
 
 
 def write_gallery(item: tuple[str, list[dict]], output_dir: str, fetch: FetchConfig) -> list[dict]:
     """Writes one category's covers to gallery/ as stored covers (the images came as
-    fetched, any size); returns what the report shows of each."""
+    fetched, any size; a large one was made a cover before the ranking, once); returns
+    what the report shows of each."""
     category, entries = item
     shown = []
     suffix = ".png" if fetch.cover_format == "PNG" else ".jpg"
     for entry in entries:
-        try:
-            cover = to_cover_image(entry["cover"], fetch)
-        except CoverError:  # the model's decoder took what Pillow's refuses: not shown
+        cover = entry["cover"] if entry["stored"] else _stored_cover(entry["cover"], fetch)
+        if cover is None:
             continue
         name = f"{GALLERY_DIR}/row{entry['row']}{suffix}"
         with fileio.open(os.path.join(output_dir, name), "wb") as f:
             f.write(cover)
-        shown.append({**{k: v for k, v in entry.items() if k != "cover"}, "category": category})
-        shown[-1]["file"] = name
+        kept = {k: v for k, v in entry.items() if k not in ("cover", "stored")}
+        shown.append({**kept, "category": category, "file": name})
     return shown
 
 
