@@ -8,6 +8,12 @@ early stopping on validation loss with patience 4, no augmentation) trains on
 the identical train and eval splits that CoverExampleGen wrote and is scored on
 the identical test split. Extra arguments go to local_runner.py, for trying a
 configuration: `python -m benchmarks.quality --model-option head=gap`.
+
+`--titles` measures the cover-and-title model (inputs=cover_title) instead of the
+seed method: the default pipeline, then the same pipeline with the title model in
+the same output directory (so the same ExampleGen splits and Transform graph, from
+the cache), a TF-IDF title-only baseline on those splits, and the title model's test
+accuracy with the titles withheld (serving_default). Written to quality_titles.json.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import glob
 import io
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -116,11 +123,96 @@ def run_pipeline(out: str, runner_args: list[str]) -> tuple[dict, list[str]]:
         os.kill(pid, 15)
 
 
+def newest(out: str, pattern: str) -> str:
+    """The artifact directory of the last execution: TFX names them by execution id."""
+    paths = glob.glob(os.path.join(out, "pipeline", pattern, "*"))
+    return max(paths, key=lambda path: int(os.path.basename(path)))
+
+
+def evaluated(out: str, summary: dict, class_names: list[str]) -> dict:
+    """The Evaluator's figures of the last run: top-1, top-3, per class, Trainer time."""
+    from reporting import evaluation
+
+    matrix = evaluation.confusion_matrix(newest(out, "Evaluator/evaluation"), len(class_names))
+    return {
+        "top_1": round(summary["test_accuracy"], 4),
+        "top_3": round(summary["test_top_3_accuracy"], 4),
+        "per_class": evaluation.per_class(matrix, class_names),
+        "blessed": summary["blessed"],
+        "model_options": summary.get("best_hyperparameters"),
+        "trainer_minutes": round(summary["components"]["Trainer"]["wall_time_s"] / 60, 1),
+        "tuner_minutes": round(summary["components"]["Tuner"]["wall_time_s"] / 60, 1),
+    }
+
+
+def with_per_class(found: dict, class_names: list[str]) -> dict:
+    from reporting import evaluation
+
+    matrix = found.pop("confusion_matrix")
+    return {**found, "per_class": evaluation.per_class(matrix, class_names)}
+
+
+def titles_main(out: str, runner_args: list[str], command: str) -> dict:
+    """The cover-only default, the title-only baseline, the cover-and-title model with and
+    without titles, on the same splits (see the module's docstring)."""
+    from benchmarks import titles
+
+    started = time.monotonic()
+    cover_summary, argv_runner = run_pipeline(out, runner_args)
+    from reporting import html_report
+
+    class_names = html_report.category_names(newest(out, "Transform/transform_graph"))
+    cover = evaluated(out, cover_summary, class_names)
+    fused_summary, _ = run_pipeline(out, [*runner_args, "--model-option", "inputs=cover_title"])
+    fused = evaluated(out, fused_summary, class_names)
+    examples_uri = newest(out, "CoverExampleGen/examples")
+    model_dir = os.path.join(newest(out, "Trainer/model"), "Format-Serving")
+    cases = {
+        "cover_only": cover,
+        "title_only_tfidf": with_per_class(
+            titles.title_baseline(examples_uri, class_names), class_names
+        ),
+        "cover_title": fused,
+        "cover_title_served": titles.model_scores(model_dir, examples_uri, class_names, True),
+        "cover_title_without_titles": with_per_class(
+            titles.model_scores(model_dir, examples_uri, class_names, False), class_names
+        ),
+    }
+    cases["cover_title_served"].pop("confusion_matrix")
+    withheld = cases["cover_title_without_titles"]["top_1"]
+    title_only = cases["title_only_tfidf"]["top_1"]
+    return write_result(
+        "quality_titles",
+        ours=fused["top_1"],
+        baseline=title_only,
+        ratio=round(fused["top_1"] / title_only, 2),
+        unit="top-1 test accuracy (baseline: TF-IDF titles alone)",
+        command=command,
+        goals={
+            "beats_cover_only_and_title_only": fused["top_1"] > max(cover["top_1"], title_only),
+            "at_least_55_percent": fused["top_1"] >= 0.55,
+            "without_titles_within_2_points_of_cover_only": withheld >= cover["top_1"] - 0.02,
+        },
+        categories=class_names,
+        examples={s: sum(c.values()) for s, c in fused_summary["examples"].items()},
+        cases=cases,
+        runner_args=argv_runner[6:],
+        total_seconds=round(time.monotonic() - started, 1),
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="keep the pipeline output here (default: a temp dir)")
     parser.add_argument("--skip-baseline", action="store_true", help="only our pipeline")
+    parser.add_argument(
+        "--titles", action="store_true", help="the cover-and-title model's cases (see above)"
+    )
     args, runner_args = parser.parse_known_args(argv)
+    if args.titles:
+        out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-titles-")
+        command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+        return titles_main(out, runner_args, command)
 
     out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
     started = time.monotonic()

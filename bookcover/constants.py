@@ -52,6 +52,20 @@ LABEL_KEY = "label"
 # ImageNet backbones, which bring their own normalisation.
 IMAGE_UNIT_KEY = "image_unit"
 CATEGORY_VOCABULARY = "category"
+# The title as token ids into TITLE_VOCABULARY (words and character 3- and 4-grams),
+# 0 for padding and for tokens outside the vocabulary: what the cover-and-title
+# model reads beside the cover (model option inputs=cover_title).
+TITLE_TOKENS_KEY = "title_tokens"
+TITLE_VOCABULARY = "title"
+# Tokens kept per title: a title of 56 characters (95% of real titles are shorter)
+# makes about 110; longer ones are cut.
+MAX_TITLE_TOKENS = 160
+# Characters of a title read (a longer one is cut first): bounds the work a served
+# request's titles can ask for.
+MAX_TITLE_CHARS = 400
+# The vocabulary: the most frequent tokens of the train split seen at least twice.
+TITLE_VOCABULARY_SIZE = 50_000
+TITLE_MIN_COUNT = 2
 
 # --- Category selection, sampling and splits ------------------------------
 NUM_CATEGORIES = 12

@@ -15,6 +15,8 @@ TOP_K = 3
 BULK_INFERENCE_SIGNATURE = "bulk_inference"
 # Images through the Transform graph and the model at a time, in every signature.
 CHUNK = 64
+# The cover-and-title model's own signature (images and titles, in the same order).
+COVER_AND_TITLE_SIGNATURE = "serving_cover_and_title"
 
 
 class CoverClassifier(tf.Module):
@@ -37,19 +39,36 @@ class CoverClassifier(tf.Module):
         self.class_names = tf.Variable(names, trainable=False, name="class_names")
         self.num_classes = len(names)
         self.image_spec = raw_feature_spec(tf_transform_output, (constants.IMAGE_KEY,))
-        # The transformed feature the model takes: its input layer's name.
-        self.model_input_key = model.inputs[0].name
+        # The transformed features the model takes: its input layers' names.
+        names = [tensor.name for tensor in model.inputs]
+        self.reads_titles = constants.TITLE_TOKENS_KEY in names
+        (self.model_input_key,) = [n for n in names if n != constants.TITLE_TOKENS_KEY]
         self.category_spec = raw_feature_spec(tf_transform_output, (constants.CATEGORY_KEY,))
+        # A missing title is an empty one: a served example may leave it out.
+        self.title_spec = {
+            constants.TITLE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])
+        }
 
-    def _probabilities(self, encoded_images: tf.Tensor) -> tf.Tensor:
-        """[n] image bytes -> [n, classes], CHUNK images at a time: the Transform layer
-        and the model hold one chunk's tensors, whatever the size of the request."""
+    def _model_inputs(self, features: dict):
+        if not self.reads_titles:
+            return features[self.model_input_key]
+        return {
+            self.model_input_key: features[self.model_input_key],
+            constants.TITLE_TOKENS_KEY: features[constants.TITLE_TOKENS_KEY],
+        }
+
+    def _probabilities(self, encoded_images: tf.Tensor, titles: tf.Tensor) -> tf.Tensor:
+        """[n] image bytes and [n] titles -> [n, classes], CHUNK images at a time: the
+        Transform layer and the model hold one chunk's tensors, whatever the size of the
+        request. Titles go to the Transform graph only for a model that reads them."""
         shape = [-1, *self.image_spec[constants.IMAGE_KEY].shape]
 
         def chunk(start: tf.Tensor, found: tf.TensorArray) -> tuple:
             raw = {constants.IMAGE_KEY: tf.reshape(encoded_images[start : start + CHUNK], shape)}
+            if self.reads_titles:
+                raw[constants.TITLE_KEY] = tf.reshape(titles[start : start + CHUNK], [-1, 1])
             features = self.tft_layer(raw)
-            probabilities = tf.cast(self._model(features[self.model_input_key]), tf.float32)
+            probabilities = tf.cast(self._model(self._model_inputs(features)), tf.float32)
             return start + CHUNK, found.write(start // CHUNK, probabilities)
 
         found = tf.TensorArray(
@@ -67,12 +86,27 @@ class CoverClassifier(tf.Module):
         )
         return found.concat()
 
-    def _classify(self, encoded_images: tf.Tensor) -> dict:
+    def _classify(self, encoded_images: tf.Tensor, titles: tf.Tensor | None = None) -> dict:
+        """Answers for the images; `titles` (one per image) for a model that reads them,
+        empty titles where none are given."""
         encoded_images = preprocessing.checked_request(encoded_images)
+        if titles is None:
+            titles = tf.fill(tf.shape(encoded_images), "")
+        titles = tf.reshape(titles, [-1])
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_equal(
+                    tf.size(titles),
+                    tf.size(encoded_images),
+                    message="a request needs as many titles as images",
+                )
+            ]
+        ):
+            titles = tf.identity(titles)
         k = min(TOP_K, self.num_classes)
 
         def run() -> dict:
-            probabilities = self._probabilities(encoded_images)
+            probabilities = self._probabilities(encoded_images, titles)
             top = tf.math.top_k(probabilities, k=k)
             return {
                 "probabilities": probabilities,
@@ -98,8 +132,10 @@ class CoverClassifier(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_tf_examples(self, examples: tf.Tensor) -> dict:
-        raw = tf.io.parse_example(examples, self.image_spec)
-        return self._classify(tf.reshape(raw[constants.IMAGE_KEY], [-1]))
+        spec = {**self.image_spec, **(self.title_spec if self.reads_titles else {})}
+        raw = tf.io.parse_example(examples, spec)
+        titles = raw[constants.TITLE_KEY] if self.reads_titles else None
+        return self._classify(tf.reshape(raw[constants.IMAGE_KEY], [-1]), titles)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def bulk_inference(self, examples: tf.Tensor) -> dict:
@@ -123,17 +159,31 @@ class CoverClassifier(tf.Module):
         return {constants.LABEL_KEY: transformed[constants.LABEL_KEY]}
 
 
+class CoverTitleClassifier(CoverClassifier):
+    """The cover-and-title model: CoverClassifier's signatures (serving_default takes every
+    title as empty; serving_tf_example reads the examples' titles), and one for both."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="images"),
+            tf.TensorSpec([None], tf.string, name="titles"),
+        ]
+    )
+    def serve_images_and_titles(self, images: tf.Tensor, titles: tf.Tensor) -> dict:
+        return self._classify(images, titles)
+
+
 def export_model(
     model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
 ) -> None:
-    module = CoverClassifier(model, tf_transform_output)
-    tf.saved_model.save(
-        module,
-        export_dir,
-        signatures={
-            "serving_default": module.serve_images,
-            "serving_tf_example": module.serve_tf_examples,
-            BULK_INFERENCE_SIGNATURE: module.bulk_inference,
-            "transform_features": module.transform_features,
-        },
-    )
+    reads_titles = constants.TITLE_TOKENS_KEY in [tensor.name for tensor in model.inputs]
+    module = (CoverTitleClassifier if reads_titles else CoverClassifier)(model, tf_transform_output)
+    signatures = {
+        "serving_default": module.serve_images,
+        "serving_tf_example": module.serve_tf_examples,
+        BULK_INFERENCE_SIGNATURE: module.bulk_inference,
+        "transform_features": module.transform_features,
+    }
+    if reads_titles:
+        signatures[COVER_AND_TITLE_SIGNATURE] = module.serve_images_and_titles
+    tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -45,6 +45,13 @@ SEED_MODEL_OPTIONS = {
     # a path to a weights file, or "random" to train it from scratch, explicitly.
     "backbone": "EfficientNetB0",
     "backbone_weights": "imagenet",
+    # What the model reads (INPUTS): the cover alone, or the cover and the title
+    # (models/model.py title_logits), whose logits add to the cover's.
+    "inputs": "cover",
+    # cover_title: titles withheld from this share of training examples at random,
+    # so that the cover alone still classifies when a title is missing.
+    "title_dropout": 0.5,
+    "title_embedding": 64,  # the width of a title token's vector
 }
 # The best configuration measured on real covers (benchmarks/quality.py,
 # benchmarks/README.md): what each change gave is written down there.
@@ -62,6 +69,7 @@ DEFAULT_MODEL_OPTIONS = {
     "lr_schedule": "cosine",
     "class_weights": True,
 }
+INPUTS = ("cover", "cover_title")
 # The options' names, in the order the search space fixes them.
 MODEL_OPTION_NAMES = tuple(SEED_MODEL_OPTIONS)
 # keras.applications backbones and the module whose preprocess_input they need.

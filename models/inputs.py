@@ -50,8 +50,10 @@ def input_fn(
     replicas: int = 1,
     replica: int = 0,
     deterministic: bool = False,
+    with_titles: bool = False,
 ) -> tf.data.Dataset:
-    """(normalised image batch, one-hot label batch), one pass over the files.
+    """(normalised image batch, one-hot label batch), one pass over the files; `with_titles`:
+    ({image_key: images, TITLE_TOKENS_KEY: title token ids}, labels).
 
     The Transform graph runs here rather than being materialised: a transformed
     cover is 180 KB of float32 against about 5 KB of JPEG, so decoding on the fly
@@ -77,11 +79,16 @@ def input_fn(
             hyperparameters.SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True
         )
     tft_layer = tf_transform_output.transform_features_layer()
-    spec = raw_feature_spec(tf_transform_output, (constants.IMAGE_KEY, constants.CATEGORY_KEY))
+    keys = (constants.IMAGE_KEY, constants.CATEGORY_KEY)
+    spec = raw_feature_spec(tf_transform_output, keys + ((constants.TITLE_KEY,) * with_titles))
 
     def to_model_inputs(serialized: tf.Tensor):
         transformed = tft_layer(tf.io.parse_example(serialized, spec))
-        return transformed[image_key], transformed[constants.LABEL_KEY]
+        labels = transformed[constants.LABEL_KEY]
+        if with_titles:
+            titles = transformed[constants.TITLE_TOKENS_KEY]
+            return {image_key: transformed[image_key], constants.TITLE_TOKENS_KEY: titles}, labels
+        return transformed[image_key], labels
 
     dataset = dataset.batch(batch_size * replicas)
     if replicas > 1:
@@ -143,15 +150,17 @@ def mix_batches(
     Images and one-hot labels are mixed with the same share, drawn from
     Beta(alpha, alpha) once per batch; fresh draws every epoch, reproducible from
     `seed`. Class weights travel as sample weights, blended the same way: given
-    to fit, Keras would weigh a mixed label by its larger class alone.
+    to fit, Keras would weigh a mixed label by its larger class alone. Title tokens
+    (features given as a dict) cannot be blended: each mixed example keeps the title
+    of the example with the larger share.
     """
     weights = None if class_weight is None else _weight_vector(class_weight)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(3)
 
     def mix(batch, batch_seeds):
-        images, labels = batch
+        features, labels = batch
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(tf.shape(images)[0]), seed=batch_seeds[:2]
+            tf.range(tf.shape(labels)[0]), seed=batch_seeds[:2]
         )
         draws = tf.random.stateless_gamma([2], seed=batch_seeds[1:], alpha=alpha)
         share = draws[0] / (draws[0] + draws[1])
@@ -159,12 +168,26 @@ def mix_batches(
         def blend(values):
             return share * values + (1.0 - share) * tf.gather(values, order)
 
+        def mixed(values):
+            if values.dtype.is_floating:
+                return blend(values)
+            return tf.cond(share >= 0.5, lambda: values, lambda: tf.gather(values, order))
+
+        if isinstance(features, dict):
+            features = {name: mixed(values) for name, values in features.items()}
+        else:
+            features = blend(features)
         if weights is None:
-            return blend(images), blend(labels)
-        return blend(images), blend(labels), blend(tf.linalg.matvec(labels, weights))
+            return features, blend(labels)
+        return features, blend(labels), blend(tf.linalg.matvec(labels, weights))
 
     mixed = tf.data.Dataset.zip((dataset, seeds)).map(mix, num_parallel_calls=parallel_calls())
     return without_autotune(mixed)
+
+
+def title_ids(tf_transform_output: tft.TFTransformOutput) -> int:
+    """How many title token ids the model embeds: the title vocabulary and 0 (padding)."""
+    return tf_transform_output.vocabulary_size_by_name(constants.TITLE_VOCABULARY) + 1
 
 
 def category_names(tf_transform_output: tft.TFTransformOutput) -> list[str]:

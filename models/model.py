@@ -28,6 +28,10 @@ def default_hyperparameters(
         raise ValueError(
             f"unknown model option(s) {unknown}; known: {list(hyperparameters.MODEL_OPTION_NAMES)}"
         )
+    if fixed["inputs"] not in hyperparameters.INPUTS:
+        raise ValueError(
+            f"unknown inputs {fixed['inputs']!r}; known: {list(hyperparameters.INPUTS)}"
+        )
     if fixed["architecture"] not in ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {fixed['architecture']!r}; known: {sorted(ARCHITECTURES)}"
@@ -157,6 +161,56 @@ def input_key(hp: keras_tuner.HyperParameters) -> str:
     )
 
 
+def reads_titles(hp: keras_tuner.HyperParameters) -> bool:
+    return hp.get("inputs") == "cover_title"
+
+
+@keras.saving.register_keras_serializable(package="bookcover")
+class TitleBag(keras.layers.Layer):
+    """Title token ids [batch, tokens] -> the mean of their vectors [batch, width]; the
+    zero vector for a title without a known token. In training, the whole title of a
+    `drop_rate` share of examples is withheld, so that the rest of the model learns to
+    classify without it too."""
+
+    def __init__(self, vocabulary_size: int, width: int, drop_rate: float, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size, self.width, self.drop_rate = vocabulary_size, width, drop_rate
+        self.embedding = keras.layers.Embedding(vocabulary_size, width, name="tokens")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, tokens, training=False):
+        present = keras.ops.cast(tokens > 0, self.compute_dtype)
+        if training and self.drop_rate:
+            draw = keras.random.uniform((keras.ops.shape(tokens)[0], 1), seed=self.seed_generator)
+            present = present * keras.ops.cast(draw >= self.drop_rate, self.compute_dtype)
+        vectors = self.embedding(tokens) * keras.ops.expand_dims(present, -1)
+        count = keras.ops.maximum(keras.ops.sum(present, axis=1, keepdims=True), 1.0)
+        return keras.ops.sum(vectors, axis=1) / count
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "width": self.width,
+            "drop_rate": self.drop_rate,
+        }
+
+
+def title_logits(
+    tokens, hp: keras_tuner.HyperParameters, num_classes: int, vocabulary_size: int, regulariser
+):
+    """A bag of title tokens (fastText's model: mean token vector, linear classifier).
+    Its logits have no bias, so a title without known tokens adds exactly nothing to the
+    cover's logits: without a title the model is its cover branch."""
+    x = TitleBag(vocabulary_size, hp.get("title_embedding"), hp.get("title_dropout"), name="title")(
+        tokens
+    )
+    x = keras.layers.Dropout(hp.get("dropout"))(x)
+    return keras.layers.Dense(
+        num_classes, use_bias=False, kernel_regularizer=regulariser, name="title_logits"
+    )(x)
+
+
 def learning_rate(
     hp: keras_tuner.HyperParameters, steps_per_epoch: int | None = None, epochs: int | None = None
 ):
@@ -193,9 +247,13 @@ def build_model(
     num_classes: int,
     steps_per_epoch: int | None = None,
     epochs: int | None = None,
+    title_vocabulary_size: int = 0,
 ) -> keras.Model:
     """Feature extractor, then a flatten or global-average-pooling head, softmax in float32;
-    compiled with Adam, label-smoothed categorical cross-entropy, top-1 and top-3 accuracy."""
+    compiled with Adam, label-smoothed categorical cross-entropy, top-1 and top-3 accuracy.
+
+    With inputs=cover_title, a second input, the title's token ids (Transform's
+    TITLE_TOKENS_KEY; `title_vocabulary_size` ids, 0 the padding), adds its logits."""
     regulariser = keras.regularizers.L2(hp.get("l2"))
     inputs = keras.Input(
         shape=(constants.IMAGE_HEIGHT, constants.IMAGE_WIDTH, constants.IMAGE_CHANNELS),
@@ -224,9 +282,19 @@ def build_model(
             )(x)
             x = keras.layers.Dropout(hp.get("dropout"))(x)
     logits = keras.layers.Dense(num_classes, kernel_regularizer=regulariser, name="logits")(x)
+    model_inputs = inputs
+    if reads_titles(hp):
+        if title_vocabulary_size < 1:
+            raise ValueError("inputs=cover_title needs the title vocabulary's size")
+        tokens = keras.Input(
+            shape=(constants.MAX_TITLE_TOKENS,), dtype="int64", name=constants.TITLE_TOKENS_KEY
+        )
+        title = title_logits(tokens, hp, num_classes, title_vocabulary_size, regulariser)
+        logits = keras.layers.Add(name="cover_and_title")([logits, title])
+        model_inputs = {input_key(hp): inputs, constants.TITLE_TOKENS_KEY: tokens}
     # float32 softmax keeps the loss stable under mixed_float16.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    model = keras.Model(inputs, outputs, name=f"cover_{hp.get('architecture')}")
+    model = keras.Model(model_inputs, outputs, name=f"cover_{hp.get('architecture')}")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(hp, steps_per_epoch, epochs)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.get("label_smoothing")),

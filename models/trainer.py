@@ -38,6 +38,12 @@ def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
     return vocabulary
 
 
+def title_ids_of(tf_transform_output: tft.TFTransformOutput, hp) -> int:
+    """The title ids the model embeds; 0 for a model of the cover alone (and for a
+    Transform graph made before titles were tokenised, which only such a model can use)."""
+    return inputs.title_ids(tf_transform_output) if model.reads_titles(hp) else 0
+
+
 def training_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over the GPUs, or over the logical CPUs TensorFlow was given;
     on a single device the default strategy, which needs no distributed input."""
@@ -76,6 +82,7 @@ def datasets(
             replicas=replicas,
             replica=replica,
             deterministic=deterministic,
+            with_titles=model.reads_titles(hp),
         )
 
     def train(replicas: int, replica: int) -> tf.data.Dataset:
@@ -166,7 +173,9 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         trial_data=lambda: datasets(
             fn_args, tf_transform_output, settings.batch_size, hp, counts, deterministic=True
         ),
-        hypermodel=lambda trial_hp: model.build_model(trial_hp, num_classes),
+        hypermodel=lambda trial_hp: model.build_model(
+            trial_hp, num_classes, title_vocabulary_size=title_ids_of(tf_transform_output, hp)
+        ),
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
         hyperparameters=hp,
         max_trials=grid_size(hp),
@@ -286,7 +295,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     callbacks = training_callbacks(hp, settings, best, job_dir, run_dir)
     with dtype_policy(policy):
         with strategy.scope():
-            cnn = model.build_model(hp, num_classes, steps_per_epoch, epochs)
+            cnn = model.build_model(
+                hp, num_classes, steps_per_epoch, epochs, title_ids_of(tf_transform_output, hp)
+            )
         cnn.fit(
             train,
             validation_data=evaluation,

@@ -16,11 +16,19 @@ from tests import images
 
 CATEGORIES = ("Art", "History", "Poetry")
 COLORS = ((220, 30, 30), (30, 200, 30), (30, 30, 220))
+# Each category's titles share a word (and its spellings' character grams) with no other.
+TITLE_WORDS = (("painting", "sculpture"), ("empires", "wars"), ("sonnets", "verses"))
 # As the reviewed schema (schema/schema.pbtxt) gives them to Transform.
 RAW_SPEC = {
     constants.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
     constants.CATEGORY_KEY: tf.io.FixedLenFeature([1], tf.string),
+    constants.TITLE_KEY: tf.io.FixedLenFeature([1], tf.string),
 }
+
+
+def title(i: int) -> str:
+    """Row i's title: a word of its category's, and one every category's titles use."""
+    return f"The {TITLE_WORDS[i % 3][(i // 3) % 2].title()} Book No. {i}"
 
 
 def raw_rows(n: int = 12) -> list[dict]:
@@ -28,7 +36,13 @@ def raw_rows(n: int = 12) -> list[dict]:
     for i in range(n):
         k = i % 3
         data = images.jpeg(color=COLORS[k]) if i % 2 else images.png(color=(*COLORS[k], 255))
-        rows.append({constants.IMAGE_KEY: [data], constants.CATEGORY_KEY: [CATEGORIES[k].encode()]})
+        rows.append(
+            {
+                constants.IMAGE_KEY: [data],
+                constants.CATEGORY_KEY: [CATEGORIES[k].encode()],
+                constants.TITLE_KEY: [title(i).encode()],
+            }
+        )
     return rows
 
 
@@ -61,16 +75,21 @@ def write_tfrecords(path: str, rows: list[dict]) -> str:
     return path
 
 
-def train_and_export(out_dir: str, first_filters: int = 8, epochs: int = 2):
-    """(keras model, transform output, export dir) of a briefly trained classifier."""
+def train_and_export(
+    out_dir: str, first_filters: int = 8, epochs: int = 2, options: dict | None = None
+):
+    """(keras model, transform output, export dir) of a briefly trained classifier;
+    `options` as --model-option gives them (inputs=cover_title: the cover-and-title model)."""
     _, output = build_transform_graph(out_dir)
     records = write_tfrecords(os.path.join(out_dir, "train.gz"), raw_rows())
     keras.utils.set_random_seed(1)
-    hp = model.default_hyperparameters((1e-3,), (first_filters,))
-    cnn = model.build_model(hp, num_classes=len(CATEGORIES))
-    cnn.fit(
-        inputs.input_fn([records], output, batch_size=4, shuffle=True), epochs=epochs, verbose=0
+    hp = model.default_hyperparameters((1e-3,), (first_filters,), options)
+    with_titles = model.reads_titles(hp)
+    cnn = model.build_model(
+        hp, len(CATEGORIES), title_vocabulary_size=inputs.title_ids(output) if with_titles else 0
     )
+    data = inputs.input_fn([records], output, batch_size=4, shuffle=True, with_titles=with_titles)
+    cnn.fit(data, epochs=epochs, verbose=0)
     export_dir = os.path.join(out_dir, "serving_model", "1")
     export.export_model(cnn, output, export_dir)
     return cnn, output, export_dir
