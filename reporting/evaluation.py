@@ -6,11 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def overall_metrics(evaluation_uri: str) -> dict[str, float]:
-    """The unsliced scalar metrics of the evaluation (accuracy, top-3 accuracy, count)."""
+def candidate_result(evaluation_uri: str):
+    """The evaluated model's TFMA result. With a baseline (a model blessed before), TFMA
+    keeps one result per model, and the one read without a name has no plots."""
     import tensorflow_model_analysis as tfma
 
-    result = tfma.load_eval_result(evaluation_uri)
+    result = tfma.load_eval_result(evaluation_uri, model_name=tfma.CANDIDATE_KEY)
+    return result if result.model_location else tfma.load_eval_result(evaluation_uri)
+
+
+def overall_metrics(evaluation_uri: str) -> dict[str, float]:
+    """The unsliced scalar metrics of the evaluation (accuracy, top-3 accuracy, count)."""
+    result = candidate_result(evaluation_uri)
     metrics = {}
     for slice_key, by_output in result.slicing_metrics:
         if slice_key == ():
@@ -23,9 +30,7 @@ def overall_metrics(evaluation_uri: str) -> dict[str, float]:
 def confusion_matrix(evaluation_uri: str, num_classes: int) -> np.ndarray:
     """Counts [actual, predicted] of the top-1 class on the unsliced test set, from TFMA's
     MultiClassConfusionMatrixPlot (threshold 0: every example counts for its arg-max)."""
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(evaluation_uri)
+    result = candidate_result(evaluation_uri)
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     for slice_key, by_output in result.plots:
         if slice_key != ():
