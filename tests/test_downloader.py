@@ -395,3 +395,44 @@ def test_a_retry_after_that_is_not_a_number_or_date_is_ignored(server, session):
     )
     assert_cover(fetch(server, session, "/busy.jpg")[0])
     assert fetching.backoff_delay(0, FAST, retry_after="\u00b2") <= FAST.backoff_base_s
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {},
+        {"HTTP_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "covers.invalid"},
+        {"REQUESTS_CA_BUNDLE": "/etc/bundle.pem"},
+    ],
+)
+def test_a_request_is_prepared_as_requests_would_prepare_it(environment, monkeypatch, tmp_path):
+    """The GET goes out with what session.prepare_request and merge_environment_settings
+    give (headers, URL credentials, ~/.netrc, proxies, no_proxy, CA bundle), though the
+    environment is read once per host; the session's own settings still count when they
+    change after the first request. Nothing is sent here."""
+    import requests
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / ".netrc").write_text("machine netrc.invalid login reader password secret\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    urls = [
+        "http://covers.invalid/a.jpg",
+        "http://other.invalid/b.jpg",
+        "http://user:pw@other.invalid/c.jpg",
+        "https://netrc.invalid/d.jpg",
+    ]
+    with downloader.make_session(2) as session:
+        for change in (lambda: None, lambda: setattr(session, "verify", "/mine.pem")):
+            change()
+            for url in urls:
+                expected = session.prepare_request(requests.Request("GET", url))
+                settings = session.merge_environment_settings(url, {}, True, None, None)
+                prepared, found = fetching._prepared_get(url, session)
+                assert (prepared.method, prepared.url) == (expected.method, expected.url)
+                assert prepared.headers == expected.headers, url
+                assert found == {**settings, "stream": True}, url
+        assert "Authorization" in fetching._prepared_get(urls[3], session)[0].headers
