@@ -152,33 +152,47 @@ def with_per_class(found: dict, class_names: list[str]) -> dict:
     return {**found, "per_class": evaluation.per_class(matrix, class_names)}
 
 
+def title_cases(out: str, cover_model: str, class_names: list[str]) -> dict:
+    """The title-only baseline and the title model (the last run's) on the test split,
+    given and without titles, and the figures a choice of options may look at: the same
+    on the eval split."""
+    from benchmarks import titles
+
+    examples_uri = newest(out, "CoverExampleGen/examples")
+    model_dir = os.path.join(newest(out, "Trainer/model"), "Format-Serving")
+    baseline = titles.title_baseline(examples_uri, class_names)
+    served = titles.model_scores(model_dir, examples_uri, class_names, True)
+    served.pop("confusion_matrix")
+    without = titles.model_scores(model_dir, examples_uri, class_names, False)
+    eval_split = {
+        "cover_only": titles.model_scores(cover_model, examples_uri, class_names, False, "eval"),
+        "cover_title": titles.model_scores(model_dir, examples_uri, class_names, True, "eval"),
+        "cover_title_without_titles": titles.model_scores(
+            model_dir, examples_uri, class_names, False, "eval"
+        ),
+    }
+    return {
+        "title_only_tfidf": with_per_class(baseline, class_names),
+        "cover_title_served": served,
+        "cover_title_without_titles": with_per_class(without, class_names),
+        "eval_split_top_1": {name: found["top_1"] for name, found in eval_split.items()},
+    }
+
+
 def titles_main(out: str, runner_args: list[str], command: str) -> dict:
     """The cover-only default, the title-only baseline, the cover-and-title model with and
     without titles, on the same splits (see the module's docstring)."""
-    from benchmarks import titles
-
     started = time.monotonic()
     cover_summary, argv_runner = run_pipeline(out, runner_args)
     from reporting import html_report
 
     class_names = html_report.category_names(newest(out, "Transform/transform_graph"))
     cover = evaluated(out, cover_summary, class_names)
+    cover_model = os.path.join(newest(out, "Trainer/model"), "Format-Serving")
     fused_summary, _ = run_pipeline(out, [*runner_args, "--model-option", "inputs=cover_title"])
     fused = evaluated(out, fused_summary, class_names)
-    examples_uri = newest(out, "CoverExampleGen/examples")
-    model_dir = os.path.join(newest(out, "Trainer/model"), "Format-Serving")
-    cases = {
-        "cover_only": cover,
-        "title_only_tfidf": with_per_class(
-            titles.title_baseline(examples_uri, class_names), class_names
-        ),
-        "cover_title": fused,
-        "cover_title_served": titles.model_scores(model_dir, examples_uri, class_names, True),
-        "cover_title_without_titles": with_per_class(
-            titles.model_scores(model_dir, examples_uri, class_names, False), class_names
-        ),
-    }
-    cases["cover_title_served"].pop("confusion_matrix")
+    cases = {"cover_only": cover, "cover_title": fused}
+    cases.update(title_cases(out, cover_model, class_names))
     withheld = cases["cover_title_without_titles"]["top_1"]
     title_only = cases["title_only_tfidf"]["top_1"]
     return write_result(

@@ -79,21 +79,21 @@ def title_baseline(examples_uri: str, classes: list[str]) -> dict:
     }
 
 
-def model_scores(model_dir: str, examples_uri: str, classes: list[str], titles: bool) -> dict:
-    """An exported model on the test split: through serving_cover_and_title with the
-    examples' titles, or, `titles` False, through serving_default (no titles)."""
+def model_scores(
+    model_dir: str, examples_uri: str, classes: list[str], titles: bool, split: str = "test"
+) -> dict:
+    """An exported model on a split: through serving_cover_and_title with the examples'
+    titles, or, `titles` False, through serving_default (no titles)."""
     import tensorflow as tf
 
-    from models import export
-
-    test = read_examples(examples_uri, "test", with_images=True)
+    test = read_examples(examples_uri, split, with_images=True)
     loaded = tf.saved_model.load(model_dir)
     names = [n.decode() for n in loaded.class_names.numpy()]
     found = []
     for start in range(0, len(test["images"]), BATCH):
         images = tf.constant(test["images"][start : start + BATCH])
         if titles:
-            signature = loaded.signatures[export.COVER_AND_TITLE_SIGNATURE]
+            signature = loaded.signatures[constants.COVER_AND_TITLE_SIGNATURE]
             batch_titles = tf.constant(test["titles"][start : start + BATCH])
             output = signature(images=images, titles=batch_titles)
         else:

@@ -63,6 +63,8 @@ MAX_TITLE_TOKENS = 160
 # Characters of a title read (a longer one is cut first): bounds the work a served
 # request's titles can ask for.
 MAX_TITLE_CHARS = 400
+# The signature of a model that reads titles: images and their titles, in the same order.
+COVER_AND_TITLE_SIGNATURE = "serving_cover_and_title"
 # The vocabulary: the most frequent tokens of the train split seen at least twice.
 TITLE_VOCABULARY_SIZE = 50_000
 TITLE_MIN_COUNT = 2

@@ -15,8 +15,6 @@ TOP_K = 3
 BULK_INFERENCE_SIGNATURE = "bulk_inference"
 # Images through the Transform graph and the model at a time, in every signature.
 CHUNK = 64
-# The cover-and-title model's own signature (images and titles, in the same order).
-COVER_AND_TITLE_SIGNATURE = "serving_cover_and_title"
 
 
 class CoverClassifier(tf.Module):
@@ -185,5 +183,5 @@ def export_model(
         "transform_features": module.transform_features,
     }
     if reads_titles:
-        signatures[COVER_AND_TITLE_SIGNATURE] = module.serve_images_and_titles
+        signatures[constants.COVER_AND_TITLE_SIGNATURE] = module.serve_images_and_titles
     tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -70,6 +70,12 @@ DEFAULT_MODEL_OPTIONS = {
     "class_weights": True,
 }
 INPUTS = ("cover", "cover_title")
+# Options whose values are names: any other value is refused when the option is given.
+OPTION_CHOICES = {
+    "inputs": INPUTS,
+    "head": ("flatten", "gap"),
+    "lr_schedule": ("constant", "plateau", "cosine"),
+}
 # The options' names, in the order the search space fixes them.
 MODEL_OPTION_NAMES = tuple(SEED_MODEL_OPTIONS)
 # keras.applications backbones and the module whose preprocess_input they need.

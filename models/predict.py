@@ -37,15 +37,29 @@ def classify_examples(
             }
 
 
-def local_classifier(model_dir: str):
-    """classify(bytes) -> (top names, top scores) through the model's serving_default."""
+class NoTitlesError(ValueError):
+    """Titles were given for a model that reads covers alone."""
+
+
+def local_classifier(model_dir: str, with_titles: bool = False):
+    """classify(bytes, title) -> (top names, top scores) through the model's serving_default,
+    or `with_titles` through its serving_cover_and_title (NoTitlesError if it has none)."""
     import tensorflow as tf
 
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
+    signatures = tf.saved_model.load(model_dir).signatures
+    if with_titles and constants.COVER_AND_TITLE_SIGNATURE not in signatures:
+        raise NoTitlesError(
+            f"{model_dir} classifies covers alone (no {constants.COVER_AND_TITLE_SIGNATURE} "
+            "signature): titles need a model trained with --model-option inputs=cover_title"
+        )
+    serve = signatures[constants.COVER_AND_TITLE_SIGNATURE if with_titles else "serving_default"]
 
-    def classify(data: bytes) -> tuple[list[str], list[float]]:
+    def classify(data: bytes, title: str | None = None) -> tuple[list[str], list[float]]:
+        feeds = {"images": tf.constant([data])}
+        if with_titles:
+            feeds["titles"] = tf.constant([title or ""])
         try:
-            output = serve(images=tf.constant([data]))
+            output = serve(**feeds)
         except tf.errors.InvalidArgumentError as e:
             raise ValueError(e.message) from None
         names = [n.decode() for n in output["top_categories"].numpy()[0]]
@@ -54,23 +68,25 @@ def local_classifier(model_dir: str):
     return classify
 
 
-def served_classifier(model_url: str):
-    """classify(bytes) through TF Serving's REST API at .../v1/models/<name>."""
+def served_classifier(model_url: str, with_titles: bool = False):
+    """classify(bytes, title) through TF Serving's REST API at .../v1/models/<name>; with
+    titles through the served model's serving_cover_and_title."""
     from models import serving_client
 
     base_url, _, model_name = model_url.rstrip("/").rpartition("/v1/models/")
     if not base_url or not model_name or "/" in model_name:
         raise SystemExit(f"{model_url}: a served model is http(s)://HOST:PORT/v1/models/NAME")
 
-    def classify(data: bytes) -> tuple[list[str], list[float]]:
-        (result,) = serving_client.predict_rest(base_url, model_name, [data])
+    def classify(data: bytes, title: str | None = None) -> tuple[list[str], list[float]]:
+        titles = [title or ""] if with_titles else None
+        (result,) = serving_client.predict_rest(base_url, model_name, [data], titles=titles)
         names, scores = zip(*result["top"], strict=True)
         return list(names), [float(s) for s in scores]
 
     return classify
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(
         prog="python -m models.predict",
         description="Print the category and top-3 scores of each cover, read with the same "
@@ -82,19 +98,32 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "TF Serving serves (http://localhost:8501/v1/models/bookcover)",
     )
     parser.add_argument("covers", nargs="+", help="image files or URLs")
+    parser.add_argument(
+        "--title",
+        action="append",
+        dest="titles",
+        metavar="TEXT",
+        help='the title of each cover, in the covers\' order (repeat it; "" for none): '
+        "for a model trained with --model-option inputs=cover_title",
+    )
     args = parser.parse_args(argv)
+    if args.titles is not None and len(args.titles) != len(args.covers):
+        parser.error(f"{len(args.covers)} covers and {len(args.titles)} --title: give one each")
+    return parser, args
 
+
+def classify_sources(classify, sources: list[str], titles: list[str | None]) -> list[dict]:
+    """Each cover read and classified, its answer printed; a cover that cannot be read or
+    classified is one line on stderr, and the rest go on."""
     from bookcover import downloader, fetching
     from models import serving_client
 
-    served = args.model.startswith(("http://", "https://"))
-    classify = served_classifier(args.model) if served else local_classifier(args.model)
     config = downloader.FetchConfig()
     results = []
     with downloader.make_session(4) as session:
-        for source in args.covers:
+        for source, title in zip(sources, titles, strict=True):
             try:
-                names, scores = classify(fetching.fetch_url(source, session, config))
+                names, scores = classify(fetching.fetch_url(source, session, config), title)
             except downloader.CoverError as e:
                 print(f"{source}: cannot read ({e})", file=sys.stderr)
                 continue
@@ -117,6 +146,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             top = ", ".join(f"{n} {s:.3f}" for n, s in zip(names, scores, strict=True))
             print(f"{source}: {names[0]}  (top 3: {top})")
     return results
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser, args = parse_args(argv)
+    served = args.model.startswith(("http://", "https://"))
+    with_titles = args.titles is not None
+    try:
+        classify = (served_classifier if served else local_classifier)(args.model, with_titles)
+    except NoTitlesError as e:
+        parser.error(str(e))
+    return classify_sources(classify, args.covers, args.titles or [None] * len(args.covers))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ from collections.abc import Sequence
 
 import requests
 
+from bookcover import constants
+
 SIGNATURE = "serving_default"
 INPUT = "images"
+TITLES = "titles"  # the second input of a cover-and-title model's signature
 BODY_LINE_CHARS = 200
 
 
@@ -35,12 +38,24 @@ def first_line(text: str) -> str:
     return "(empty body)"
 
 
-def predict_request(images: Sequence[bytes], signature_name: str = SIGNATURE) -> dict:
-    """The body TF Serving expects: row format, binary values as {"b64": ...}."""
+def predict_request(images: Sequence[bytes], titles: Sequence[str] | None = None) -> dict:
+    """The body TF Serving expects: row format, binary values as {"b64": ...}; with
+    `titles` (one per image), the cover-and-title signature's named inputs."""
+    encoded = [{"b64": base64.b64encode(image).decode("ascii")} for image in images]
+    if titles is None:
+        return {"signature_name": SIGNATURE, "instances": encoded}
+    _same_count(images, titles)
     return {
-        "signature_name": signature_name,
-        "instances": [{"b64": base64.b64encode(image).decode("ascii")} for image in images],
+        "signature_name": constants.COVER_AND_TITLE_SIGNATURE,
+        "instances": [
+            {INPUT: image, TITLES: title} for image, title in zip(encoded, titles, strict=True)
+        ],
     }
+
+
+def _same_count(images: Sequence[bytes], titles: Sequence[str]) -> None:
+    if len(titles) != len(images):
+        raise ValueError(f"{len(images)} images and {len(titles)} titles: give one title each")
 
 
 def parse_predictions(response: dict) -> list[dict]:
@@ -59,14 +74,20 @@ def _result(row: dict) -> dict:
 
 
 def predict_rest(
-    base_url: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
+    base_url: str,
+    model_name: str,
+    images: Sequence[bytes],
+    timeout_s: float = 30.0,
+    titles: Sequence[str] | None = None,
 ) -> list[dict]:
     """POST to <base_url>/v1/models/<model_name>:predict and parse the answer; any other
-    answer raises ServingError with its status, checked before the body is read as JSON."""
+    answer raises ServingError with its status, checked before the body is read as JSON.
+    With `titles`, through a cover-and-title model's serving_cover_and_title."""
+    body = predict_request(images, titles)
     try:
         response = requests.post(
             f"{base_url.rstrip('/')}/v1/models/{model_name}:predict",
-            json=predict_request(images),
+            json=body,
             timeout=timeout_s,
         )
     except requests.RequestException as e:
@@ -85,7 +106,11 @@ def predict_rest(
 
 
 def predict_grpc(
-    target: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
+    target: str,
+    model_name: str,
+    images: Sequence[bytes],
+    timeout_s: float = 30.0,
+    titles: Sequence[str] | None = None,
 ) -> list[dict]:
     """PredictionService.Predict at `target` (host:port); the same results as predict_rest."""
     import grpc
@@ -98,6 +123,12 @@ def predict_grpc(
     request.inputs[INPUT].CopyFrom(
         tf.make_tensor_proto(list(images), dtype=tf.string, shape=[len(images)])
     )
+    if titles is not None:
+        _same_count(images, titles)
+        request.model_spec.signature_name = constants.COVER_AND_TITLE_SIGNATURE
+        request.inputs[TITLES].CopyFrom(
+            tf.make_tensor_proto(list(titles), dtype=tf.string, shape=[len(titles)])
+        )
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         try:
@@ -149,19 +180,24 @@ def failure_line(error: ServingError) -> str:
 
 
 def predict_each(
-    base_url: str, model_name: str, images: Sequence[bytes], timeout_s: float = 30.0
+    base_url: str,
+    model_name: str,
+    images: Sequence[bytes],
+    timeout_s: float = 30.0,
+    titles: Sequence[str] | None = None,
 ) -> list[dict]:
     """One result per image, in order. TF Serving fails a whole batch for one bad image,
     so after a failed batch each image is asked for alone; a bad one gets
     {"error": one line}, printed to stderr, and the rest are still classified."""
     try:
-        return predict_rest(base_url, model_name, images, timeout_s)
+        return predict_rest(base_url, model_name, images, timeout_s, titles)
     except ServingError:
         pass
     results = []
     for i, image in enumerate(images):
+        title = None if titles is None else [titles[i]]
         try:
-            (result,) = predict_rest(base_url, model_name, [image], timeout_s)
+            (result,) = predict_rest(base_url, model_name, [image], timeout_s, title)
         except ServingError as e:
             result = {"error": failure_line(e)}
             print(f"image {i}: {result['error']}", file=sys.stderr)

@@ -25,6 +25,9 @@ def check_model_option(name: str, value: object) -> object:
             f"unknown model option {name!r}; known: {', '.join(hyperparameters.MODEL_OPTION_NAMES)}"
         )
     example = hyperparameters.DEFAULT_MODEL_OPTIONS[name]
+    choices = hyperparameters.OPTION_CHOICES.get(name)
+    if choices and value not in choices:
+        raise ValueError(f"model option {name} takes one of {', '.join(choices)}; got {value!r}")
     expected = type(example)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -94,6 +94,7 @@ def data_steps(
     schema_file: str,
     allow_anomalies: bool,
     latest_push_strategy: type,
+    titles_read: bool = False,
 ) -> dict:
     """Ingestion and data validation, by step id: nothing after them runs on data the gate stops."""
     example_gen = CoverExampleGen(input_base=data_dir, settings=ingest, csv_name=csv_name)
@@ -125,6 +126,7 @@ def data_steps(
         allow_anomalies=allow_anomalies,
         # Here rather than in ExampleValidator: KFP's compiler cannot pass its proto config.
         custom_validations=custom_validations(),
+        titles_read=titles_read,
     )
     steps = [example_gen, statistics_gen, schema_gen, example_validator]
     return {step.id: step for step in [*steps, pushed_model_resolver, data_gate]}
@@ -277,6 +279,7 @@ def create_pipeline(
         schema_file,
         allow_anomalies,
         latest_push_strategy,
+        titles_read=training.model_options["inputs"] == "cover_title",
     )
     steps.update(training_steps(steps, training, num_classes))
     steps.update(

@@ -24,6 +24,20 @@ def exported(tmp_path_factory):
     return cnn, output, export_dir, tf.saved_model.load(export_dir)
 
 
+@pytest.fixture(scope="session")
+def exported_with_titles(tmp_path_factory):
+    """As `exported`, for the cover-and-title model (model option inputs=cover_title)."""
+    import tensorflow as tf
+
+    from tests import tiny_model
+
+    out = str(tmp_path_factory.mktemp("serving_titles"))
+    cnn, output, export_dir = tiny_model.train_and_export(
+        out, epochs=6, options={"inputs": "cover_title"}
+    )
+    return cnn, output, export_dir, tf.saved_model.load(export_dir)
+
+
 def pytest_sessionfinish(session, exitstatus):
     session.config.stash[EXIT_STATUS] = int(exitstatus)
 

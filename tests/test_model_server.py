@@ -8,6 +8,7 @@ and `python -m models.predict` given the served model's URL.
 """
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -35,9 +36,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(exported):
-    _, _, export_dir, _ = exported
+@contextlib.contextmanager
+def model_server(export_dir: str):
+    """(REST URL, gRPC target, process) of a model server serving `export_dir`'s folder."""
     rest_port, grpc_port = free_port(), free_port()
     binary = shutil.which("tensorflow_model_server")
     command = [binary] if binary else [sys.executable, "-m", "tests.model_server"]
@@ -64,9 +65,18 @@ def server(exported):
             pass
         assert time.monotonic() < deadline, "the model server did not come up"
         time.sleep(0.3)
-    yield url, f"127.0.0.1:{grpc_port}", process
-    process.terminate()
-    process.wait(10)
+    try:
+        yield url, f"127.0.0.1:{grpc_port}", process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    _, _, export_dir, _ = exported
+    with model_server(export_dir) as served:
+        yield served
 
 
 def predict_body(url: str, body: dict) -> requests.Response:

@@ -189,8 +189,9 @@ class ClassifyRows(beam.PTransform):
         return {"rows": rows, "gallery": gallery, READ_COUNTS: counts}
 
 
-def _keyed_cover(cover: dict) -> tuple[dict, bytes]:
-    return {name: cover[name] for name in ("row", "title", "image_url")}, cover["cover"]
+def _keyed_cover(cover: dict) -> tuple[dict, tuple[bytes, str]]:
+    key = {name: cover[name] for name in ("row", "title", "image_url")}
+    return key, (cover["cover"], cover["title"] or "")
 
 
 def _stored_cover(image: bytes, fetch: FetchConfig) -> bytes | None:

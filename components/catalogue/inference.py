@@ -1,5 +1,6 @@
 """Beam RunInference over the pushed model: a ModelHandler that loads the SavedModel once
-per worker process and calls its serving_default signature a batch of covers at a time."""
+per worker process and calls its serving_default signature (serving_cover_and_title for a
+model that reads titles) a batch of covers at a time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from tfx.dsl.io import fileio
 
+from bookcover import constants
 from bookcover.model_versions import versions
 
 SIGNATURE = "serving_default"
@@ -32,10 +34,12 @@ def resolve_model(path: str) -> tuple[str, str]:
     return os.path.join(path, str(published[-1])), str(published[-1])
 
 
-class CoverModelHandler(ModelHandler[bytes, PredictionResult, Any]):
-    """Covers (the downloader's JPEG or PNG bytes) -> {"categories", "scores"}: the top
-    categories and their scores, best first; {"error": message} for a cover the model
-    refuses (the others of its batch are classified one by one instead)."""
+class CoverModelHandler(ModelHandler[tuple[bytes, str], PredictionResult, Any]):
+    """(cover, title) pairs (the downloader's image bytes and the CSV's title) -> the
+    cover's PredictionResult: {"categories", "scores"}, the top categories and their
+    scores, best first; {"error": message} for a cover the model refuses (the others of
+    its batch are classified one by one instead). The titles go to a model that reads
+    them (inputs=cover_title); a model of covers alone is not given them."""
 
     def __init__(self, model_dir: str, version: str, batch_size: int = 64):
         super().__init__()
@@ -49,27 +53,27 @@ class CoverModelHandler(ModelHandler[bytes, PredictionResult, Any]):
 
     def run_inference(
         self,
-        batch: Sequence[bytes],
+        batch: Sequence[tuple[bytes, str]],
         model: Any,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         import tensorflow as tf
 
-        serve = model.signatures[SIGNATURE]
+        serve = _classifier(model)
         try:
-            answers = list(_answers(serve(images=tf.constant(list(batch)))))
+            answers = list(_answers(serve(batch)))
         except tf.errors.InvalidArgumentError:
-            answers = [self._one(serve, cover) for cover in batch]
+            answers = [self._one(serve, book) for book in batch]
         return [
             PredictionResult(cover, answer, self._version)
-            for cover, answer in zip(batch, answers, strict=True)
+            for (cover, _), answer in zip(batch, answers, strict=True)
         ]
 
-    def _one(self, serve, cover: bytes) -> dict:
+    def _one(self, serve, book: tuple[bytes, str]) -> dict:
         import tensorflow as tf
 
         try:
-            (answer,) = _answers(serve(images=tf.constant([cover])))
+            (answer,) = _answers(serve([book]))
             return answer
         except tf.errors.InvalidArgumentError as e:
             return {"error": e.message.splitlines()[0][:300]}
@@ -79,6 +83,21 @@ class CoverModelHandler(ModelHandler[bytes, PredictionResult, Any]):
 
     def get_metrics_namespace(self) -> str:
         return "ClassifyCatalogue"
+
+
+def _classifier(model: Any):
+    """(cover, title) pairs -> the model's outputs: through serving_cover_and_title when
+    the model has it, else serving_default with the covers alone."""
+    import tensorflow as tf
+
+    if constants.COVER_AND_TITLE_SIGNATURE in model.signatures:
+        both = model.signatures[constants.COVER_AND_TITLE_SIGNATURE]
+        return lambda books: both(
+            images=tf.constant([cover for cover, _ in books]),
+            titles=tf.constant([title for _, title in books]),
+        )
+    covers = model.signatures[SIGNATURE]
+    return lambda books: covers(images=tf.constant([cover for cover, _ in books]))
 
 
 def _answers(output: dict) -> Iterator[dict]:

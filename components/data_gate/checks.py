@@ -16,6 +16,11 @@ from bookcover import constants, split_statistics
 # by the schema's own drift comparator.
 IMAGE_FORMAT_DRIFT_LINF = 0.1
 COVER_BYTES_DRIFT = 0.5
+# For a model that reads titles (inputs=cover_title): the most of a split's titles that
+# may be empty. Without its titles that model is its cover branch, a quieter model than
+# the one the run is asked for, so an emptied column stops the run rather than lowering
+# its accuracy unseen.
+EMPTY_TITLES_MAX_SHARE = 0.5
 IMAGE_FORMAT_HISTOGRAM = "image_format_histogram"  # TFDV's image semantic domain statistic
 TRAIN = "train"
 
@@ -52,6 +57,17 @@ def image_formats(statistics) -> dict[str, float]:
             total = sum(counts.values()) or 1.0
             return {label: n / total for label, n in counts.items()}
     return {}
+
+
+def empty_share(statistics, name: str) -> float:
+    """The share of a string feature's examples whose value is empty or absent (1.0 when
+    the statistics lack the feature), from TFDV's top values."""
+    feature = feature_stats(statistics, name)
+    examples = statistics.datasets[0].num_examples
+    if feature is None or not examples:
+        return 1.0
+    empty = sum(v.frequency for v in feature.string_stats.top_values if v.value == "")
+    return (empty + feature.string_stats.common_stats.num_missing) / examples
 
 
 def mean_cover_bytes(statistics) -> float | None:
@@ -138,6 +154,25 @@ def missing_categories(by_split: dict) -> list[dict]:
                     "problem": "a selected category is missing",
                     "detail": f"'{category}' has {train[category]:g} train covers and none in "
                     f"{split}: expected every selected category in every split",
+                }
+            )
+    return findings
+
+
+def empty_titles(by_split: dict) -> list[dict]:
+    """Splits where over EMPTY_TITLES_MAX_SHARE of the titles are empty: checked only for a
+    model that reads them."""
+    findings = []
+    for split, statistics in sorted(by_split.items()):
+        share = empty_share(statistics, constants.TITLE_KEY)
+        if share > EMPTY_TITLES_MAX_SHARE:
+            findings.append(
+                {
+                    "split": split,
+                    "feature": constants.TITLE_KEY,
+                    "problem": "titles missing",
+                    "detail": f"{share:.0%} of the titles are empty, expected at most "
+                    f"{EMPTY_TITLES_MAX_SHARE:.0%}: the model reads titles (inputs=cover_title)",
                 }
             )
     return findings

@@ -15,6 +15,8 @@ class DataGateSpec(ComponentSpec):
         "allow_anomalies": ExecutionParameter(type=int),
         "serving_model_dir": ExecutionParameter(type=str),
         "custom_validations": ExecutionParameter(type=str),
+        # 1: the model reads titles (inputs=cover_title), so empty ones are a finding.
+        "titles_read": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics),
@@ -42,6 +44,7 @@ class DataGate(base_component.BaseComponent):
         allow_anomalies: bool = False,
         custom_validations: str = "",
         pushed_model: channel.BaseChannel | None = None,
+        titles_read: bool = False,
     ):
         super().__init__(
             spec=DataGateSpec(
@@ -52,6 +55,7 @@ class DataGate(base_component.BaseComponent):
                 serving_model_dir=serving_model_dir,
                 allow_anomalies=int(allow_anomalies),
                 custom_validations=custom_validations,
+                titles_read=int(titles_read),
                 verdict=channel.Channel(type=DataVerdict),
             )
         )

@@ -14,6 +14,7 @@ from components.data_gate.checks import (
     TRAIN,
     comparator_findings,
     custom_findings,
+    empty_titles,
     finding_line,
     image_drift,
     missing_categories,
@@ -74,14 +75,18 @@ def validate(
     schema_uri: str,
     serving_model_dir: str,
     validations: str = "",
+    titles_read: bool = False,
 ):
-    """Every finding for this run's data, and the baseline statistics it was compared with."""
+    """Every finding for this run's data, and the baseline statistics it was compared with;
+    `titles_read`: the model reads titles, so they must be there."""
     import tensorflow_data_validation as tfdv
 
     schema = tfdv.load_schema_text(os.path.join(schema_uri, "schema.pbtxt"))
     by_split = split_statistics.load_split_statistics(statistics_uri)
     findings = schema_anomalies(anomalies_uri)
     findings += custom_findings(by_split, schema, validations)
+    if titles_read:
+        findings += empty_titles(by_split)
     if TRAIN in by_split:
         findings += missing_categories(by_split)
         for split, statistics in sorted(by_split.items()):
@@ -108,6 +113,7 @@ class Executor(base_executor.BaseExecutor):
             artifact_utils.get_single_uri(input_dict["schema"]),
             exec_properties["serving_model_dir"],
             exec_properties.get("custom_validations") or "",
+            bool(exec_properties.get("titles_read")),
         )
         allowed = bool(exec_properties["allow_anomalies"])
         verdict = {
