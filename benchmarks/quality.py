@@ -123,17 +123,25 @@ def run_pipeline(out: str, runner_args: list[str]) -> tuple[dict, list[str]]:
         os.kill(pid, 15)
 
 
-def newest(out: str, pattern: str) -> str:
-    """The artifact directory of the last execution: TFX names them by execution id."""
-    paths = glob.glob(os.path.join(out, "pipeline", pattern, "*"))
-    return max(paths, key=lambda path: int(os.path.basename(path)))
+def last_run(out: str):
+    """The artifacts of the last run in `out`, from ML Metadata (a step taken from the
+    cache gives the artifact it made before, in an older directory)."""
+    from tfx import v1 as tfx
+
+    from pipeline import configs
+    from reporting import run_artifacts
+
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        os.path.join(out, "metadata.sqlite")
+    )
+    return run_artifacts.latest_run(connection, configs.PIPELINE_NAME).artifacts
 
 
-def evaluated(out: str, summary: dict, class_names: list[str]) -> dict:
-    """The Evaluator's figures of the last run: top-1, top-3, per class, Trainer time."""
+def evaluated(run, summary: dict, class_names: list[str]) -> dict:
+    """The Evaluator's figures of a run: top-1, top-3, per class, Trainer time."""
     from reporting import evaluation
 
-    matrix = evaluation.confusion_matrix(newest(out, "Evaluator/evaluation"), len(class_names))
+    matrix = evaluation.confusion_matrix(run.evaluation, len(class_names))
     return {
         "top_1": round(summary["test_accuracy"], 4),
         "top_3": round(summary["test_top_3_accuracy"], 4),
@@ -152,14 +160,14 @@ def with_per_class(found: dict, class_names: list[str]) -> dict:
     return {**found, "per_class": evaluation.per_class(matrix, class_names)}
 
 
-def title_cases(out: str, cover_model: str, class_names: list[str]) -> dict:
-    """The title-only baseline and the title model (the last run's) on the test split,
-    given and without titles, and the figures a choice of options may look at: the same
-    on the eval split."""
+def title_cases(run, cover_model: str, class_names: list[str]) -> dict:
+    """The title-only baseline and the title model (`run`'s) on the test split, given and
+    without titles, and the figures a choice of options may look at: the same on the
+    eval split."""
     from benchmarks import titles
 
-    examples_uri = newest(out, "CoverExampleGen/examples")
-    model_dir = os.path.join(newest(out, "Trainer/model"), "Format-Serving")
+    examples_uri = run.examples
+    model_dir = os.path.join(run.model, "Format-Serving")
     baseline = titles.title_baseline(examples_uri, class_names)
     served = titles.model_scores(model_dir, examples_uri, class_names, True)
     served.pop("confusion_matrix")
@@ -186,13 +194,15 @@ def titles_main(out: str, runner_args: list[str], command: str) -> dict:
     cover_summary, argv_runner = run_pipeline(out, runner_args)
     from reporting import html_report
 
-    class_names = html_report.category_names(newest(out, "Transform/transform_graph"))
-    cover = evaluated(out, cover_summary, class_names)
-    cover_model = os.path.join(newest(out, "Trainer/model"), "Format-Serving")
+    cover_run = last_run(out)
+    class_names = html_report.category_names(cover_run.transform_graph)
+    cover = evaluated(cover_run, cover_summary, class_names)
     fused_summary, _ = run_pipeline(out, [*runner_args, "--model-option", "inputs=cover_title"])
-    fused = evaluated(out, fused_summary, class_names)
+    fused_run = last_run(out)
+    fused = evaluated(fused_run, fused_summary, class_names)
     cases = {"cover_only": cover, "cover_title": fused}
-    cases.update(title_cases(out, cover_model, class_names))
+    cover_model = os.path.join(cover_run.model, "Format-Serving")
+    cases.update(title_cases(fused_run, cover_model, class_names))
     withheld = cases["cover_title_without_titles"]["top_1"]
     title_only = cases["title_only_tfidf"]["top_1"]
     return write_result(

@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from tfx import v1 as tfx
 
 import local_runner
 from bookcover import constants
 from components.catalogue.inference import CoverModelHandler
 from components.data_gate import checks
 from models import inputs, model, predict, preprocessing, serving_client, settings
-from pipeline import embedded_data
+from pipeline import configs, embedded_data
+from reporting import evaluation, run_artifacts
 from tests import http_covers, saved_model_loaders, tiny_model
 from tests.pipeline_runs import TINY_TRAINING
 from tests.test_model_server import MODEL, model_server
@@ -312,16 +314,36 @@ def books(tmp_path_factory):
 
 @pytest.mark.pipeline
 def test_the_pipeline_trains_and_pushes_the_title_model_and_stops_without_titles(books, tmp_path):
+    """After a cover-only run, as a user would try it: the same splits and Transform graph
+    from the cache, the title model evaluated against the cover model (TFMA then keeps a
+    result per model) and reported; then the same CSV with its titles emptied stops at
+    the data gate, and the pushed model stays."""
     csv_path, untitled = books
-    argv = ["--categories", "3", "--per-class", "16", *TINY_TRAINING]
-    argv += ["--model-option", "inputs=cover_title", "--output-dir", str(tmp_path)]
+    argv = ["--categories", "3", "--per-class", "16", *TINY_TRAINING, "--output-dir", str(tmp_path)]
+    local_runner.main(["--books-csv", csv_path, *argv])
+    argv += ["--model-option", "inputs=cover_title"]
     summary = local_runner.main(["--books-csv", csv_path, *argv])
-    assert summary["components"]["Trainer"]["status"] == "executed"
-    loaded = tf.saved_model.load(summary["pushed_model"])
-    assert BOTH in loaded.signatures
+    statuses = {name: c["status"] for name, c in summary["components"].items()}
+    assert statuses["Transform"] == "cached", statuses
+    assert statuses["Trainer"] == statuses["Evaluator"] == statuses["ReportGen"] == "executed"
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(tmp_path / "metadata.sqlite")
+    )
+    run = run_artifacts.latest_run(connection, configs.PIPELINE_NAME).artifacts
+    matrix = evaluation.confusion_matrix(run.evaluation, 3)
+    assert matrix.sum() == summary["test_examples"]
+    assert round(np.trace(matrix) / matrix.sum(), 4) == round(summary["test_accuracy"], 4)
+    trained = tf.saved_model.load(os.path.join(run.model, "Format-Serving"))
+    assert BOTH in trained.signatures
+    pushed = sorted(os.listdir(tmp_path / "serving_model"))
     with pytest.raises(SystemExit):
         local_runner.main(["--books-csv", untitled, *argv])
     with open(tmp_path / "run_summary.json") as f:
         stopped = json.load(f)
-    assert stopped["state"] == "failed" and "titles missing" in stopped["error"], stopped
-    assert os.listdir(tmp_path / "serving_model") == [os.path.basename(summary["pushed_model"])]
+    assert stopped["state"] == "stopped", stopped
+    missing = [
+        f for f in stopped["data_validation"]["findings"] if f["problem"] == "titles missing"
+    ]
+    assert {f["split"] for f in missing} == {"train", "eval", "test"}, stopped
+    assert missing[0]["detail"].startswith("100% of the titles are empty"), missing
+    assert sorted(os.listdir(tmp_path / "serving_model")) == pushed
