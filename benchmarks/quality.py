@@ -164,20 +164,23 @@ def title_cases(run, cover_model: str, class_names: list[str]) -> dict:
     """The title-only baseline and the title model (`run`'s) on the test split, given and
     without titles, and the figures a choice of options may look at: the same on the
     eval split."""
+    import tensorflow as tf
+
     from benchmarks import titles
 
-    examples_uri = run.examples
-    model_dir = os.path.join(run.model, "Format-Serving")
-    baseline = titles.title_baseline(examples_uri, class_names)
-    served = titles.model_scores(model_dir, examples_uri, class_names, True)
+    splits = titles.read_splits(run.examples)
+    fused = tf.saved_model.load(os.path.join(run.model, "Format-Serving"))
+    baseline = titles.title_baseline(splits, class_names)
+    served = titles.model_scores(fused, splits["test"], class_names, True)
     served.pop("confusion_matrix")
-    without = titles.model_scores(model_dir, examples_uri, class_names, False)
+    without = titles.model_scores(fused, splits["test"], class_names, False)
+    evaluation = splits["eval"]
     eval_split = {
-        "cover_only": titles.model_scores(cover_model, examples_uri, class_names, False, "eval"),
-        "cover_title": titles.model_scores(model_dir, examples_uri, class_names, True, "eval"),
-        "cover_title_without_titles": titles.model_scores(
-            model_dir, examples_uri, class_names, False, "eval"
+        "cover_only": titles.model_scores(
+            tf.saved_model.load(cover_model), evaluation, class_names, False
         ),
+        "cover_title": titles.model_scores(fused, evaluation, class_names, True),
+        "cover_title_without_titles": titles.model_scores(fused, evaluation, class_names, False),
     }
     return {
         "title_only_tfidf": with_per_class(baseline, class_names),

@@ -45,7 +45,15 @@ def scores(probabilities: np.ndarray, classes: list[str], truth: list[str]) -> d
     }
 
 
-def title_baseline(examples_uri: str, classes: list[str]) -> dict:
+def read_splits(examples_uri: str) -> dict[str, dict]:
+    """Every split, read once: titles and categories, and the covers of eval and test."""
+    return {
+        split: read_examples(examples_uri, split, with_images=split != "train")
+        for split in constants.SPLIT_NAMES
+    }
+
+
+def title_baseline(splits: dict[str, dict], classes: list[str]) -> dict:
     """What a user would write for titles alone: TF-IDF on words and on character 3- and
     4-grams within words, logistic regression; C chosen on the eval split."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -53,7 +61,7 @@ def title_baseline(examples_uri: str, classes: list[str]) -> dict:
     from sklearn.pipeline import make_pipeline, make_union
 
     started = time.monotonic()
-    train, evaluation, test = (read_examples(examples_uri, s) for s in constants.SPLIT_NAMES)
+    train, evaluation, test = (splits[s] for s in constants.SPLIT_NAMES)
 
     def fitted(c: float):
         features = make_union(
@@ -79,25 +87,22 @@ def title_baseline(examples_uri: str, classes: list[str]) -> dict:
     }
 
 
-def model_scores(
-    model_dir: str, examples_uri: str, classes: list[str], titles: bool, split: str = "test"
-) -> dict:
-    """An exported model on a split: through serving_cover_and_title with the examples'
-    titles, or, `titles` False, through serving_default (no titles)."""
+def model_scores(loaded, examples: dict, classes: list[str], titles: bool) -> dict:
+    """A loaded model on a split's examples (read_examples with images): through
+    serving_cover_and_title with the examples' titles, or, `titles` False, through
+    serving_default (no titles)."""
     import tensorflow as tf
 
-    test = read_examples(examples_uri, split, with_images=True)
-    loaded = tf.saved_model.load(model_dir)
     names = [n.decode() for n in loaded.class_names.numpy()]
     found = []
-    for start in range(0, len(test["images"]), BATCH):
-        images = tf.constant(test["images"][start : start + BATCH])
+    for start in range(0, len(examples["images"]), BATCH):
+        images = tf.constant(examples["images"][start : start + BATCH])
         if titles:
             signature = loaded.signatures[constants.COVER_AND_TITLE_SIGNATURE]
-            batch_titles = tf.constant(test["titles"][start : start + BATCH])
+            batch_titles = tf.constant(examples["titles"][start : start + BATCH])
             output = signature(images=images, titles=batch_titles)
         else:
             output = loaded.signatures["serving_default"](images=images)
         found.append(output["probabilities"].numpy())
     probabilities = np.concatenate(found)[:, [names.index(name) for name in classes]]
-    return scores(probabilities, classes, test["categories"])
+    return scores(probabilities, classes, examples["categories"])

@@ -17,6 +17,11 @@ BULK_INFERENCE_SIGNATURE = "bulk_inference"
 CHUNK = 64
 
 
+def reads_titles(model: keras.Model) -> bool:
+    """Whether the model has a title input (inputs=cover_title) beside the cover's."""
+    return any(tensor.name == constants.TITLE_TOKENS_KEY for tensor in model.inputs)
+
+
 class CoverClassifier(tf.Module):
     """Serves raw cover bytes or tf.Examples; one Transform graph for all paths."""
 
@@ -38,9 +43,10 @@ class CoverClassifier(tf.Module):
         self.num_classes = len(names)
         self.image_spec = raw_feature_spec(tf_transform_output, (constants.IMAGE_KEY,))
         # The transformed features the model takes: its input layers' names.
-        names = [tensor.name for tensor in model.inputs]
-        self.reads_titles = constants.TITLE_TOKENS_KEY in names
-        (self.model_input_key,) = [n for n in names if n != constants.TITLE_TOKENS_KEY]
+        self.reads_titles = reads_titles(model)
+        (self.model_input_key,) = [
+            t.name for t in model.inputs if t.name != constants.TITLE_TOKENS_KEY
+        ]
         self.category_spec = raw_feature_spec(tf_transform_output, (constants.CATEGORY_KEY,))
         # A missing title is an empty one: a served example may leave it out.
         self.title_spec = {
@@ -55,7 +61,7 @@ class CoverClassifier(tf.Module):
             constants.TITLE_TOKENS_KEY: features[constants.TITLE_TOKENS_KEY],
         }
 
-    def _probabilities(self, encoded_images: tf.Tensor, titles: tf.Tensor) -> tf.Tensor:
+    def _probabilities(self, encoded_images: tf.Tensor, titles: tf.Tensor | None) -> tf.Tensor:
         """[n] image bytes and [n] titles -> [n, classes], CHUNK images at a time: the
         Transform layer and the model hold one chunk's tensors, whatever the size of the
         request. Titles go to the Transform graph only for a model that reads them."""
@@ -84,23 +90,26 @@ class CoverClassifier(tf.Module):
         )
         return found.concat()
 
+    @staticmethod
+    def _checked_titles(encoded_images: tf.Tensor, titles: tf.Tensor | None) -> tf.Tensor:
+        """One title per image (empty ones where none are given); InvalidArgument otherwise."""
+        if titles is None:
+            return tf.fill(tf.shape(encoded_images), "")
+        titles = tf.reshape(titles, [-1])
+        check = tf.debugging.assert_equal(
+            tf.size(titles),
+            tf.size(encoded_images),
+            message="a request needs as many titles as images",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(titles)
+
     def _classify(self, encoded_images: tf.Tensor, titles: tf.Tensor | None = None) -> dict:
         """Answers for the images; `titles` (one per image) for a model that reads them,
         empty titles where none are given."""
         encoded_images = preprocessing.checked_request(encoded_images)
-        if titles is None:
-            titles = tf.fill(tf.shape(encoded_images), "")
-        titles = tf.reshape(titles, [-1])
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_equal(
-                    tf.size(titles),
-                    tf.size(encoded_images),
-                    message="a request needs as many titles as images",
-                )
-            ]
-        ):
-            titles = tf.identity(titles)
+        if self.reads_titles:  # a cover-only model's graph gets no title ops at all
+            titles = self._checked_titles(encoded_images, titles)
         k = min(TOP_K, self.num_classes)
 
         def run() -> dict:
@@ -174,14 +183,15 @@ class CoverTitleClassifier(CoverClassifier):
 def export_model(
     model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
 ) -> None:
-    reads_titles = constants.TITLE_TOKENS_KEY in [tensor.name for tensor in model.inputs]
-    module = (CoverTitleClassifier if reads_titles else CoverClassifier)(model, tf_transform_output)
+    module = (CoverTitleClassifier if reads_titles(model) else CoverClassifier)(
+        model, tf_transform_output
+    )
     signatures = {
         "serving_default": module.serve_images,
         "serving_tf_example": module.serve_tf_examples,
         BULK_INFERENCE_SIGNATURE: module.bulk_inference,
         "transform_features": module.transform_features,
     }
-    if reads_titles:
+    if module.reads_titles:
         signatures[constants.COVER_AND_TITLE_SIGNATURE] = module.serve_images_and_titles
     tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -8,7 +8,7 @@ import keras
 import keras_tuner
 
 from bookcover import constants
-from models import hyperparameters
+from models import hyperparameters, settings
 from models.augmentation import augmentation
 
 
@@ -28,10 +28,8 @@ def default_hyperparameters(
         raise ValueError(
             f"unknown model option(s) {unknown}; known: {list(hyperparameters.MODEL_OPTION_NAMES)}"
         )
-    if fixed["inputs"] not in hyperparameters.INPUTS:
-        raise ValueError(
-            f"unknown inputs {fixed['inputs']!r}; known: {list(hyperparameters.INPUTS)}"
-        )
+    for name in hyperparameters.OPTION_CHOICES:  # the same refusal as a flag's
+        settings.check_model_option(name, fixed[name])
     if fixed["architecture"] not in ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {fixed['architecture']!r}; known: {sorted(ARCHITECTURES)}"

@@ -259,10 +259,11 @@ def title_tokens(titles: tf.Tensor) -> tf.RaggedTensor:
     The character grams carry what a word's spelling says when the word itself is rare
     (plurals, compounds, names): on the development covers' titles a TF-IDF model on
     words alone scored 49%, on words and these grams 52% (benchmarks/README.md)."""
+    # At most 4 bytes a character: the first MAX_TITLE_CHARS characters lie within this
+    # many bytes, so the work on a served title is bounded whatever its length.
+    text = tf.strings.substr(tf.reshape(titles, [-1]), 0, 4 * constants.MAX_TITLE_CHARS)
     # Bytes that are not UTF-8 (a served request's) become U+FFFD, not an error.
-    text = tf.strings.unicode_transcode(
-        tf.reshape(titles, [-1]), "UTF-8", "UTF-8", errors="replace"
-    )
+    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace")
     text = tf.strings.substr(text, 0, constants.MAX_TITLE_CHARS, unit="UTF8_CHAR")
     text = tf.strings.lower(text, encoding="utf-8")
     text = tf.strings.regex_replace(text, r"[^\p{L}\p{N}]+", " ")

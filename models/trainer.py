@@ -169,12 +169,13 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     counts = None
     if hp.get("class_weights"):
         counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
+    title_ids = title_ids_of(tf_transform_output, hp)
     tuner = RecordingGridSearch(
         trial_data=lambda: datasets(
             fn_args, tf_transform_output, settings.batch_size, hp, counts, deterministic=True
         ),
         hypermodel=lambda trial_hp: model.build_model(
-            trial_hp, num_classes, title_vocabulary_size=title_ids_of(tf_transform_output, hp)
+            trial_hp, num_classes, title_vocabulary_size=title_ids
         ),
         objective=keras_tuner.Objective("val_accuracy", direction="max"),
         hyperparameters=hp,

@@ -63,6 +63,7 @@ def test_a_title_is_cut_and_bytes_that_are_not_utf8_are_no_error():
     assert words(b"Caf\xe9 au lait")[:3] == ["caf", "au", "lait"]
     assert words("Café")[0] == "café"
     assert words("x" * 1000)[0] == "x" * constants.MAX_TITLE_CHARS
+    assert words("é" * 1000 + " tail")[0] == "é" * constants.MAX_TITLE_CHARS
     assert words("") == [] and words(" -- ") == []
 
 

@@ -11,7 +11,7 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from bookcover import constants
-from models import export, inputs, model, preprocessing
+from models import export, inputs, model, preprocessing, trainer
 from tests import images
 
 CATEGORIES = ("Art", "History", "Poetry")
@@ -86,7 +86,7 @@ def train_and_export(
     hp = model.default_hyperparameters((1e-3,), (first_filters,), options)
     with_titles = model.reads_titles(hp)
     cnn = model.build_model(
-        hp, len(CATEGORIES), title_vocabulary_size=inputs.title_ids(output) if with_titles else 0
+        hp, len(CATEGORIES), title_vocabulary_size=trainer.title_ids_of(output, hp)
     )
     data = inputs.input_fn([records], output, batch_size=4, shuffle=True, with_titles=with_titles)
     cnn.fit(data, epochs=epochs, verbose=0)
