@@ -14,6 +14,8 @@ seed method: the default pipeline, then the same pipeline with the title model i
 the same output directory (so the same ExampleGen splits and Transform graph, from
 the cache), a TF-IDF title-only baseline on those splits, and the title model's test
 accuracy with the titles withheld (serving_default). Written to quality_titles.json.
+`--title-option NAME=VALUE` sets a model option of the title run alone, so that the
+cover run is still taken from the cache: `--titles --title-option title_dropout=0.7`.
 """
 
 from __future__ import annotations
@@ -190,7 +192,9 @@ def title_cases(run, cover_model: str, class_names: list[str]) -> dict:
     }
 
 
-def titles_main(out: str, runner_args: list[str], command: str) -> dict:
+def titles_main(
+    out: str, runner_args: list[str], command: str, title_options: list[str] = ()
+) -> dict:
     """The cover-only default, the title-only baseline, the cover-and-title model with and
     without titles, on the same splits (see the module's docstring)."""
     started = time.monotonic()
@@ -200,7 +204,10 @@ def titles_main(out: str, runner_args: list[str], command: str) -> dict:
     cover_run = last_run(out)
     class_names = html_report.category_names(cover_run.transform_graph)
     cover = evaluated(cover_run, cover_summary, class_names)
-    fused_summary, _ = run_pipeline(out, [*runner_args, "--model-option", "inputs=cover_title"])
+    title_flags = ["--model-option", "inputs=cover_title"]
+    for option in title_options:
+        title_flags += ["--model-option", option]
+    fused_summary, _ = run_pipeline(out, [*runner_args, *title_flags])
     fused_run = last_run(out)
     fused = evaluated(fused_run, fused_summary, class_names)
     cases = {"cover_only": cover, "cover_title": fused}
@@ -224,6 +231,7 @@ def titles_main(out: str, runner_args: list[str], command: str) -> dict:
         examples={s: sum(c.values()) for s, c in fused_summary["examples"].items()},
         cases=cases,
         runner_args=argv_runner[6:],
+        title_run_args=title_flags,
         total_seconds=round(time.monotonic() - started, 1),
     )
 
@@ -235,11 +243,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--titles", action="store_true", help="the cover-and-title model's cases (see above)"
     )
+    parser.add_argument(
+        "--title-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --titles: a model option of the title run alone",
+    )
     args, runner_args = parser.parse_known_args(argv)
+    if args.title_option and not args.titles:
+        parser.error("--title-option needs --titles")
     if args.titles:
         out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-titles-")
         command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
-        return titles_main(out, runner_args, command)
+        return titles_main(out, runner_args, command, args.title_option)
 
     out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
     started = time.monotonic()

@@ -52,6 +52,9 @@ SEED_MODEL_OPTIONS = {
     # so that the cover alone still classifies when a title is missing.
     "title_dropout": 0.5,
     "title_embedding": 64,  # the width of a title token's vector
+    # cover_title: the weight of a second loss, on the cover branch's probabilities
+    # alone (models/model.py CoverTitleModel), so that it learns as a cover model would.
+    "cover_loss": 0.0,
 }
 # The best configuration measured on real covers (benchmarks/quality.py,
 # benchmarks/README.md): what each change gave is written down there.

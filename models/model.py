@@ -194,6 +194,46 @@ class TitleBag(keras.layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="bookcover")
+class CoverTitleModel(keras.Model):
+    """The cover-and-title model: built from its inputs and two outputs, the fused
+    probabilities and the cover branch's alone. Called for inference (predict, evaluate,
+    export) it answers the fused ones only. In training it adds `cover_loss` times the
+    loss of the cover's own probabilities: with the title in, the cover branch would
+    learn only what the title leaves unexplained, and alone (a withheld title) classify
+    worse than a cover-only model. The training loss so includes that term; validation
+    loss and every metric are the fused model's."""
+
+    def __init__(self, *args, cover_loss: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cover_loss = cover_loss
+        # One output to compile against (the fused probabilities), so losses and metrics
+        # keep the cover-only model's names (accuracy, val_accuracy) that the Tuner's
+        # objective and the reports read.
+        self.output_names = None
+
+    def call(self, inputs, training=None, mask=None):
+        fused, cover = super().call(inputs, training=training, mask=mask)
+        return (fused, cover) if training else fused
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs):
+        if not isinstance(y_pred, (tuple, list)):
+            return super().compute_loss(x, y, y_pred, sample_weight, **kwargs)
+        fused, cover = y_pred
+        loss = super().compute_loss(x, y, fused, sample_weight, **kwargs)
+        if not self.cover_loss:
+            return loss
+        return loss + self.cover_loss * self.loss(y, cover, sample_weight)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, (tuple, list)):
+            y_pred = y_pred[0]
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "cover_loss": self.cover_loss}
+
+
 def title_logits(
     tokens, hp: keras_tuner.HyperParameters, num_classes: int, vocabulary_size: int, regulariser
 ):
@@ -240,6 +280,11 @@ def schedule_callbacks(hp: keras_tuner.HyperParameters) -> list[keras.callbacks.
     return []
 
 
+def probabilities(logits, name: str):
+    # float32 softmax keeps the loss stable under mixed_float16.
+    return keras.layers.Activation("softmax", dtype="float32", name=name)(logits)
+
+
 def build_model(
     hp: keras_tuner.HyperParameters,
     num_classes: int,
@@ -280,7 +325,7 @@ def build_model(
             )(x)
             x = keras.layers.Dropout(hp.get("dropout"))(x)
     logits = keras.layers.Dense(num_classes, kernel_regularizer=regulariser, name="logits")(x)
-    model_inputs = inputs
+    name = f"cover_{hp.get('architecture')}"
     if reads_titles(hp):
         if title_vocabulary_size < 1:
             raise ValueError("inputs=cover_title needs the title vocabulary's size")
@@ -288,11 +333,15 @@ def build_model(
             shape=(constants.MAX_TITLE_TOKENS,), dtype="int64", name=constants.TITLE_TOKENS_KEY
         )
         title = title_logits(tokens, hp, num_classes, title_vocabulary_size, regulariser)
-        logits = keras.layers.Add(name="cover_and_title")([logits, title])
-        model_inputs = {input_key(hp): inputs, constants.TITLE_TOKENS_KEY: tokens}
-    # float32 softmax keeps the loss stable under mixed_float16.
-    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
-    model = keras.Model(model_inputs, outputs, name=f"cover_{hp.get('architecture')}")
+        fused = keras.layers.Add(name="cover_and_title")([logits, title])
+        model = CoverTitleModel(
+            {input_key(hp): inputs, constants.TITLE_TOKENS_KEY: tokens},
+            [probabilities(fused, "probabilities"), probabilities(logits, "cover_probabilities")],
+            cover_loss=hp.get("cover_loss"),
+            name=name,
+        )
+    else:
+        model = keras.Model(inputs, probabilities(logits, "probabilities"), name=name)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(hp, steps_per_epoch, epochs)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=hp.get("label_smoothing")),

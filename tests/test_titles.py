@@ -67,16 +67,27 @@ def test_a_title_is_cut_and_bytes_that_are_not_utf8_are_no_error():
     assert words("") == [] and words(" -- ") == []
 
 
-def fused_model(vocabulary_size: int = 10) -> keras.Model:
+def fused_model(vocabulary_size: int = 10, **options) -> keras.Model:
     keras.utils.set_random_seed(3)
-    options = {"inputs": "cover_title", "augment": False}
+    options = {"inputs": "cover_title", "augment": False, **options}
     hp = model.default_hyperparameters((1e-3,), (8,), options)
     return model.build_model(hp, 3, title_vocabulary_size=vocabulary_size)
 
 
+def some_examples(n: int = 8) -> tuple[dict, np.ndarray]:
+    rng = np.random.default_rng(0)
+    features = {
+        constants.IMAGE_KEY: rng.normal(size=(n, 150, 100, 3)).astype("float32"),
+        constants.TITLE_TOKENS_KEY: rng.integers(0, 10, (n, constants.MAX_TITLE_TOKENS)),
+    }
+    return features, np.eye(3, dtype="float32")[np.arange(n) % 3]
+
+
 def test_a_title_without_known_tokens_adds_nothing_to_the_cover_logits():
     fused = fused_model()
-    parts = keras.Model(fused.inputs, [fused.get_layer("logits").output, fused.output])
+    parts = keras.Model(
+        fused.inputs, [fused.get_layer("logits").output, fused.get_layer("probabilities").output]
+    )
     images = np.random.default_rng(0).normal(size=(2, 150, 100, 3)).astype("float32")
     tokens = np.zeros((2, constants.MAX_TITLE_TOKENS), np.int64)
     cover_logits, probabilities = parts.predict(
@@ -88,6 +99,48 @@ def test_a_title_without_known_tokens_adds_nothing_to_the_cover_logits():
         {constants.IMAGE_KEY: images, constants.TITLE_TOKENS_KEY: tokens}, verbose=0
     )
     assert np.abs(with_title - probabilities).max() > 1e-4
+
+
+def test_the_cover_branch_alone_has_a_loss_of_its_own_in_training():
+    features, labels = some_examples()
+    cross_entropy = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    for weight in (0.0, 0.7):
+        fused = fused_model(cover_loss=weight)
+        probabilities, cover = fused(features, training=True)
+        loss = fused.compute_loss(features, labels, (probabilities, cover))
+        expected = (
+            cross_entropy(labels, probabilities)
+            + weight * cross_entropy(labels, cover)
+            + sum(fused.losses)
+        )
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+        assert weight == 0.0 or float(cross_entropy(labels, cover)) > 0.1
+    # Served, it is one model with one output: the fused probabilities.
+    served = fused.predict(features, verbose=0)
+    assert served.shape == (8, 3)
+    np.testing.assert_allclose(served, fused(features), atol=1e-5)
+    parts = keras.Model(fused.inputs, fused.get_layer("cover_and_title").output)
+    np.testing.assert_allclose(
+        served, tf.nn.softmax(parts.predict(features, verbose=0)).numpy(), atol=1e-5
+    )
+
+
+def test_the_title_model_reports_the_cover_models_metric_names():
+    features, labels = some_examples()
+    fused = fused_model(cover_loss=1.0)
+    found = fused.fit(
+        features, labels, validation_data=(features, labels), epochs=1, batch_size=4, verbose=0
+    ).history
+    assert set(found) == {
+        "loss",
+        "accuracy",
+        "top_3_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_top_3_accuracy",
+    }
+    # The training loss has the cover's own term; the validation loss is the fused model's.
+    assert found["loss"][0] > found["val_loss"][0]
 
 
 def test_whole_titles_are_withheld_from_a_share_of_training_examples_only():
