@@ -47,9 +47,18 @@ class Book:
 
     row: int  # 1-based line-independent record number, header excluded
     title: str
-    authors: tuple[str, ...]
+    authors_field: str  # the authors column as written: see `authors`
     image_url: str
     category: str
+
+    @property
+    def authors(self) -> tuple[str, ...]:
+        """The authors column's names; () where it is not a list of strings. Parsed when
+        asked for: of a full file's rows, only the sampled books' authors are used."""
+        try:
+            return tuple(parse_list_field(self.authors_field))
+        except ValueError:
+            return ()
 
 
 @dataclasses.dataclass
@@ -150,6 +159,7 @@ class BookReader:
         # or UTF-16); without one, UTF-8.
         self.encoding = "utf-8"
         self.undecodable_bytes = 0  # replaced by U+FFFD; their rows are still read
+        self._nul_lines = 0  # lines that held a NUL byte, so far
 
     @property
     def usable_rows(self) -> int:
@@ -207,8 +217,11 @@ class BookReader:
             if not line:
                 return
             self.lines += 1
-            record.append(line.replace("\x00", NUL_STANDIN))
-            yield record[-1]
+            if "\x00" in line:
+                line = line.replace("\x00", NUL_STANDIN)
+                self._nul_lines += 1
+            record.append(line)
+            yield line
 
     def _rows(self, text: io.TextIOWrapper) -> Iterator[tuple[Book, str]]:
         record: list[str] = []
@@ -223,11 +236,16 @@ class BookReader:
         first_line = last_line = header_lines
         last_record: list[str] = []
         record.clear()
+        nul_lines = self._nul_lines
         for self.rows_read, fields in enumerate(reader, start=1):
             first_line, last_line = last_line + 1, reader.line_num
             last_record = record[:]
             record.clear()
-            yield _parse_record(self.rows_read, fields)
+            nul_byte, nul_lines = self._nul_lines > nul_lines, self._nul_lines
+            # No field is longer than the row's lines together: most rows need no
+            # field-by-field look.
+            long_row = sum(map(len, last_record)) > MAX_FIELD_CHARS
+            yield _parse_record(self.rows_read, fields, nul_byte, long_row)
         self.lines -= header_lines
         _check_quotes_closed(self.path, "".join(last_record + record), first_line, last_line)
 
@@ -265,16 +283,16 @@ def _check_quotes_closed(path: str, rest: str, first_line: int, last_line: int) 
         ) from None
 
 
-def _parse_record(row: int, record: dict) -> tuple[Book, str]:
+def _parse_record(row: int, record: dict, nul_byte: bool, long_row: bool) -> tuple[Book, str]:
     """The row as a Book (empty fields where it could not be read) and why it is not
-    a usable one, or ""."""
+    a usable one, or "". `nul_byte`: a line of the row held one; `long_row`: its lines
+    are longer than MAX_FIELD_CHARS together, so that a field may be."""
     if None in record:  # more fields than the header: a broken row
-        return Book(row, "", (), "", ""), "malformed_row"
-    values = [v for v in record.values() if isinstance(v, str)]
-    if NUL_STANDIN in "".join(values):
-        return Book(row, "", (), "", ""), "nul_byte"
-    if max(map(len, values), default=0) > MAX_FIELD_CHARS:
-        return Book(row, "", (), "", ""), "field_too_long"
+        return Book(row, "", "", "", ""), "malformed_row"
+    if nul_byte:
+        return Book(row, "", "", "", ""), "nul_byte"
+    if long_row and any(isinstance(v, str) and len(v) > MAX_FIELD_CHARS for v in record.values()):
+        return Book(row, "", "", "", ""), "field_too_long"
     image_url = (record.get(IMAGE_COLUMN) or "").strip()
     categories_text = record.get(CATEGORIES_COLUMN) or ""
     category, category_problem = "", ""
@@ -286,12 +304,8 @@ def _parse_record(row: int, record: dict) -> tuple[Book, str]:
             category = next((c for c in map(plain_text, categories) if c), "")
         except ValueError:
             category_problem = "bad_categories"
-    try:
-        authors = tuple(parse_list_field(record.get(AUTHORS_COLUMN) or ""))
-    except ValueError:
-        authors = ()
     title = (record.get(TITLE_COLUMN) or "").strip()
-    book = Book(row, title, authors, image_url, category)
+    book = Book(row, title, record.get(AUTHORS_COLUMN) or "", image_url, category)
     if not image_url:
         return book, "no_image"
     if category_problem:

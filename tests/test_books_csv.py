@@ -64,7 +64,7 @@ def _books(counts):
     for category, n in counts.items():
         for i in range(n):
             row += 1
-            books.append(books_csv.Book(row, f"{category} {i}", ("A",), f"u{row}", category))
+            books.append(books_csv.Book(row, f"{category} {i}", "['A']", f"u{row}", category))
     return books
 
 
@@ -153,6 +153,23 @@ def test_hostile_rows_are_counted_by_reason_and_the_rest_still_read(tmp_path):
     assert dict(result.skipped) == {"nul_byte": 1, "nested_too_deep": 1, "field_too_long": 1}
     assert result.rows_read == 6
     assert result.lines == 7 and result.lines_not_starting_a_row == 1  # the blank line
+
+
+def test_a_nul_byte_or_a_long_field_is_found_on_any_line_of_its_row_only(tmp_path):
+    path = tmp_path / "books.csv"
+    half = "y" * (books_csv.MAX_FIELD_CHARS // 2 + 1)
+    path.write_text(
+        HEADER
+        + "Nul second line,\"first\nsecond \x00\",['A'],http://x/n.jpg,,,,,['Art'],\n"
+        + GOOD_ROW.format(i=1)
+        + f"Long second line,\"short\n{half}{half}\",['A'],http://x/l.jpg,,,,,['Art'],\n"
+        # Longer than the limit together, no field of it is.
+        + f"Long row,{half},['A'],http://x/r.jpg,,,,{half},['Art'],\n"
+        + GOOD_ROW.format(i=2)
+    )
+    result = books_csv.read_books(str(path))
+    assert [b.title for b in result.books] == ["Good 1", "Long row", "Good 2"]
+    assert dict(result.skipped) == {"nul_byte": 1, "field_too_long": 1}
 
 
 def test_invalid_utf8_is_replaced_and_counted(tmp_path):

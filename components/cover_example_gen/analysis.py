@@ -68,7 +68,10 @@ def write_selection(books: list[books_csv.Book], path: str) -> None:
     graphs over about 10 MB)."""
     with fileio.open(path, "w") as f:
         for book in books:
-            f.write(json.dumps({**dataclasses.asdict(book), "authors": list(book.authors)}) + "\n")
+            fields = dataclasses.asdict(book)
+            fields["authors"] = list(book.authors)
+            del fields["authors_field"]
+            f.write(json.dumps(fields) + "\n")
 
 
 def read_selection(path: str) -> list[dict]:
