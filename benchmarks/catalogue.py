@@ -1,7 +1,7 @@
 """Catalogue benchmark: covers classified per second, end to end, by the catalogue command
 and by the simplest script a user would write, on the same stand-in catalogue.
 
-    python -m benchmarks.catalogue [--rows N] [--model DIR] [--work-dir DIR]
+    python -m benchmarks.catalogue [--rows N] [--rounds N] [--model DIR] [--work-dir DIR]
 
 The catalogue is benchmarks/amazon_like.py's stand-in (212,404 rows by default, about a
 quarter of them without a category), its covers drawn on request on 127.0.0.1. Both
@@ -11,6 +11,9 @@ sides classify the rows without a category that have an image URL, with the same
   baseline  one process: a ThreadPool of requests.get with as many threads as ours has
             connections, and serving_default in batches of 64 (no checks, no resize)
 Each runs as its own process, TensorFlow's start-up and the model's load included.
+On this 2-core machine the same command's time moves by 10-20% from run to run, so
+both sides run `--rounds` times, alternating which goes first, and the figures are
+each side's median time (every round's are in the result).
 Without --model, a model is trained first on the embedded data (1 epoch).
 """
 
@@ -21,6 +24,7 @@ import concurrent.futures
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", help="a pushed model (default: one trained first)")
     parser.add_argument("--work-dir", default="/tmp/bookcover-catalogue")
     parser.add_argument("--port", type=int, default=amazon_like.DEFAULT_PORT)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
     parser.add_argument("--baseline-only", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.baseline_only:  # the baseline's own process
@@ -124,17 +129,22 @@ def measure(args: argparse.Namespace) -> dict:
     server.stdout.readline()  # "serving ...": it listens
     out = os.path.join(args.work_dir, "ours")
     answers = os.path.join(args.work_dir, "baseline.json")
+    sides = {
+        "ours": [sys.executable, "-m", "pipeline.classify_catalogue", "--books-csv", csv_path,
+                 "--model", model_dir, "--output", out],
+        "baseline": [sys.executable, "-m", "benchmarks.catalogue", "--baseline-only", csv_path,
+                     model_dir, answers],
+    }  # fmt: skip
+    rounds = []
     try:
-        ours_s = timed(
-            [sys.executable, "-m", "pipeline.classify_catalogue", "--books-csv", csv_path,
-             "--model", model_dir, "--output", out],
-            os.path.join(args.work_dir, "ours.log"),
-        )  # fmt: skip
-        baseline_s = timed(
-            [sys.executable, "-m", "benchmarks.catalogue", "--baseline-only", csv_path,
-             model_dir, answers],
-            os.path.join(args.work_dir, "baseline.log"),
-        )  # fmt: skip
+        for number in range(args.rounds):
+            order = ("ours", "baseline") if number % 2 == 0 else ("baseline", "ours")
+            seconds = {
+                side: round(timed(sides[side], os.path.join(args.work_dir, f"{side}.log")), 1)
+                for side in order
+            }
+            rounds.append({"first": order[0], **seconds})
+            print(f"round {number + 1}/{args.rounds}: {seconds}", flush=True)
     finally:
         server.terminate()
         server.wait()
@@ -142,12 +152,16 @@ def measure(args: argparse.Namespace) -> dict:
         summary = json.load(f)
     with open(answers) as f:
         simple = json.load(f)
+    ours_s = statistics.median(r["ours"] for r in rounds)
+    baseline_s = statistics.median(r["baseline"] for r in rounds)
     ours = summary["classified"] / ours_s
     theirs = simple["covers"] / baseline_s
+    for found in rounds:
+        found["ratio"] = round(found["baseline"] / found["ours"], 3)
     print(
         f"ours: {summary['classified']} covers in {ours_s:.1f} s = {ours:.1f} covers/s; "
         f"baseline: {simple['covers']} in {baseline_s:.1f} s = {theirs:.1f} covers/s; "
-        f"ratio {ours / theirs:.2f}",
+        f"ratio {ours / theirs:.2f} (medians of {args.rounds} rounds)",
         flush=True,
     )
     return write_result(
@@ -156,10 +170,12 @@ def measure(args: argparse.Namespace) -> dict:
         baseline=round(theirs, 2),
         ratio=round(ours / theirs, 3),
         unit="covers classified per second, end to end (process start to last prediction)",
-        command=f"{COMMAND} --rows {args.rows}" + (f" --model {args.model}" if args.model else ""),
+        command=f"{COMMAND} --rows {args.rows} --rounds {args.rounds}"
+        + (f" --model {args.model}" if args.model else ""),
         rows=args.rows,
         ours_seconds=round(ours_s, 1),
         baseline_seconds=round(baseline_s, 1),
+        rounds=rounds,
         ours_summary={k: summary[k] for k in ("rows_read", "rows_taken", "classified", "failed")},
         baseline_counts=simple,
     )

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from bookcover import constants, downloader, spreadsheet
-from components.catalogue import classify
+from components.catalogue import classify, inference
 from components.catalogue.classify import CatalogueSettings, classify_catalogue
 from pipeline import classify_catalogue as command
 from tests import cover_server as cs
@@ -228,3 +228,19 @@ def test_a_push_reads_as_pushed_when_kubeflow_hands_the_flag_back_as_a_float():
     assert flag(pushed, "pushed")
     pushed.set_int_custom_property("pushed", 0)
     assert not flag(pushed, "pushed")
+
+
+def test_the_handler_takes_the_model_loaded_ahead_or_loads_it_itself(exported, tmp_path):
+    export_dir = exported[2]
+    inference.load_ahead(export_dir)
+    ahead = inference._AHEAD[export_dir]
+    handler = inference.CoverModelHandler(export_dir, "1")
+    model = handler.load_model()
+    assert model is ahead.result()
+    assert handler.load_model() is not model  # taken once: a later load is the handler's
+    # A load ahead that fails leaves the handler's own load, and its own error.
+    missing = str(tmp_path / "missing")
+    inference.load_ahead(missing)
+    with pytest.raises(OSError, match="missing"):
+        inference.CoverModelHandler(missing, "1").load_model()
+    assert missing not in inference._AHEAD

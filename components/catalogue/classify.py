@@ -22,7 +22,7 @@ from bookcover.cover_image import to_cover_image
 from bookcover.fetch_config import CoverError, FetchConfig
 from bookcover.settings import known_fields
 from components.books_csv import Book, BookReader
-from components.catalogue.inference import CoverModelHandler, resolve_model
+from components.catalogue.inference import CoverModelHandler, load_ahead, resolve_model
 from components.cover_downloads import DownloadCoversFn
 
 STEP = "ClassifyCatalogue"
@@ -129,7 +129,7 @@ class ClassifyRows(beam.PTransform):
 
     def __init__(self, csv_path: str, model_dir: str, version: str, settings: CatalogueSettings):
         super().__init__()
-        self._csv_path, self._settings = csv_path, settings
+        self._csv_path, self._settings, self._model_dir = csv_path, settings, model_dir
         self._handler = KeyedModelHandler(
             CoverModelHandler(model_dir, version, settings.batch_size)
         )
@@ -139,6 +139,8 @@ class ClassifyRows(beam.PTransform):
         read = (
             pbegin
             | "CsvPath" >> beam.Create([self._csv_path])
+            # The model loads on another core while this worker reads the file.
+            | "LoadModelAhead" >> beam.Map(_loading_ahead, self._model_dir)
             | "ReadRows"
             >> beam.FlatMap(read_rows, settings.all_rows).with_outputs(READ_COUNTS, main="rows")
         )
@@ -187,6 +189,11 @@ class ClassifyRows(beam.PTransform):
         )
         rows = (unreadable, not_downloaded, predicted) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "gallery": gallery, READ_COUNTS: counts}
+
+
+def _loading_ahead(csv_path: str, model_dir: str) -> str:
+    load_ahead(model_dir)
+    return csv_path
 
 
 def _keyed_cover(cover: dict) -> tuple[dict, tuple[bytes, str]]:

@@ -4,7 +4,11 @@ model that reads titles) a batch of covers at a time."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import io
+import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -16,6 +20,59 @@ from bookcover.model_versions import versions
 
 SIGNATURE = "serving_default"
 MODEL_FILE = "saved_model.pb"
+# Models being loaded ahead in this process (load_ahead), by directory, until taken.
+_AHEAD: dict[str, concurrent.futures.Future] = {}
+_AHEAD_LOCK = threading.Lock()
+
+
+def load_ahead(model_dir: str) -> None:
+    """Starts loading the model on a thread of this process and calls it once, so that
+    the load and TensorFlow's first-call set-up of the signature (a few seconds each on
+    2 cores) overlap the CSV read instead of following it; the CoverModelHandler of
+    this process then takes the model from there. A failure here is not reported:
+    the handler loads the model again, and fails as it would have."""
+    with _AHEAD_LOCK:
+        if model_dir not in _AHEAD:
+            thread = threading.Thread(target=_load_into, args=(model_dir,), daemon=True)
+            _AHEAD[model_dir] = concurrent.futures.Future()
+            thread.start()
+
+
+def _load_into(model_dir: str) -> None:
+    future = _AHEAD[model_dir]
+    try:
+        model = _load(model_dir)
+        _warm_up(model)
+        future.set_result(model)
+    except Exception as e:  # noqa: BLE001 (the handler's own load reports it)
+        logging.info("loading %s ahead failed (%s); it is loaded when needed", model_dir, e)
+        future.set_exception(e)
+
+
+def _load(model_dir: str) -> Any:
+    import tensorflow as tf
+
+    # The loaded object, not its signature: the signature alone lets the variables go.
+    return tf.saved_model.load(model_dir)
+
+
+def _warm_up(model: Any) -> None:
+    """One call on a blank cover (and an empty title): TensorFlow instantiates and
+    optimises the signature's graph on its first call."""
+    from PIL import Image
+
+    blank = io.BytesIO()
+    Image.new("RGB", (constants.IMAGE_WIDTH, constants.IMAGE_HEIGHT)).save(blank, "JPEG")
+    _classifier(model)([(blank.getvalue(), "")])
+
+
+def _loaded(model_dir: str) -> Any:
+    """The model loaded ahead, if it was and that worked; else loaded now."""
+    with _AHEAD_LOCK:
+        future = _AHEAD.pop(model_dir, None)
+    if future is not None and future.exception() is None:
+        return future.result()
+    return _load(model_dir)
 
 
 def resolve_model(path: str) -> tuple[str, str]:
@@ -46,10 +103,7 @@ class CoverModelHandler(ModelHandler[tuple[bytes, str], PredictionResult, Any]):
         self._model_dir, self._version, self._batch_size = model_dir, version, batch_size
 
     def load_model(self) -> Any:
-        import tensorflow as tf
-
-        # The loaded object, not its signature: the signature alone lets the variables go.
-        return tf.saved_model.load(self._model_dir)
+        return _loaded(self._model_dir)
 
     def run_inference(
         self,
