@@ -19,7 +19,7 @@ from tfx.dsl.io import fileio
 from bookcover import constants, progress
 from models import export, history, hyperparameters, inputs, model, resume
 from models.settings import TrainingSettings
-from models.tuning import RecordingGridSearch, grid_size
+from models.tuning import RecordingGridSearch, grid_size, trial_seed
 
 # Beside the model run's history: the exported epoch's weights and which epoch it was.
 BEST_WEIGHTS = "best.weights.h5"
@@ -275,7 +275,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
 
     counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
-    train, evaluation = datasets(fn_args, tf_transform_output, batch_size, hp, counts, strategy)
+    # A run's model depends on its data and settings alone: the same initial weights,
+    # augmentation draws and order of examples every time (the Tuner's trial of these
+    # values started from the same seed).
+    keras.utils.set_random_seed(trial_seed(hp.values))
+    train, evaluation = datasets(
+        fn_args, tf_transform_output, batch_size, hp, counts, strategy, deterministic=True
+    )
     steps_per_epoch = max(1, -(-sum(counts) // (batch_size * replicas)))
     epochs = settings.train_epochs
     logging.info(
