@@ -16,6 +16,11 @@ the cache), a TF-IDF title-only baseline on those splits, and the title model's 
 accuracy with the titles withheld (serving_default). Written to quality_titles.json.
 `--title-option NAME=VALUE` sets a model option of the title run alone, so that the
 cover run is still taken from the cache: `--titles --title-option title_dropout=0.7`.
+`--cover-model DIR` (a cover-only Trainer's model artifact from an earlier run in the
+same output directory) skips the cover run: that model is scored on the title run's
+own test split instead, which must be the same examples artifact it was trained on
+(checked against ML Metadata): for a change that reruns the cover run's steps only
+because a new option's default joined its settings.
 """
 
 from __future__ import annotations
@@ -192,26 +197,74 @@ def title_cases(run, cover_model: str, class_names: list[str]) -> dict:
     }
 
 
+def trained_on(out: str, model_uri: str) -> str:
+    """The examples artifact's URI that the Trainer which made `model_uri` read."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx import v1 as tfx
+
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            os.path.join(out, "metadata.sqlite")
+        )
+    )
+    (model,) = [a for a in store.get_artifacts() if a.uri == model_uri.rstrip("/")]
+    made = [e for e in store.get_events_by_artifact_ids([model.id]) if e.type == e.OUTPUT]
+    read = store.get_events_by_execution_ids([made[0].execution_id])
+    inputs = store.get_artifacts_by_id(
+        [e.artifact_id for e in read if e.type == metadata_store_pb2.Event.INPUT]
+    )
+    examples_type = store.get_artifact_type("Examples").id
+    (examples,) = [a.uri for a in inputs if a.type_id == examples_type]
+    return examples
+
+
+def existing_cover_model(out: str, model_uri: str, fused_run, class_names: list[str]) -> dict:
+    """An earlier cover-only Trainer's model scored on the test split of `fused_run`, which
+    must be the examples it was trained on."""
+    import tensorflow as tf
+
+    from benchmarks import titles
+
+    examples = trained_on(out, model_uri)
+    if examples != fused_run.examples:
+        raise SystemExit(f"{model_uri} was trained on {examples}, not {fused_run.examples}")
+    test = titles.read_examples(fused_run.examples, "test", with_images=True)
+    loaded = tf.saved_model.load(os.path.join(model_uri, "Format-Serving"))
+    found = with_per_class(titles.model_scores(loaded, test, class_names, False), class_names)
+    return {**found, "model": model_uri, "trained_on": examples}
+
+
 def titles_main(
-    out: str, runner_args: list[str], command: str, title_options: list[str] = ()
+    out: str,
+    runner_args: list[str],
+    command: str,
+    title_options: list[str] = (),
+    cover_model_uri: str = "",
 ) -> dict:
     """The cover-only default, the title-only baseline, the cover-and-title model with and
     without titles, on the same splits (see the module's docstring)."""
     started = time.monotonic()
-    cover_summary, argv_runner = run_pipeline(out, runner_args)
-    from reporting import html_report
-
-    cover_run = last_run(out)
-    class_names = html_report.category_names(cover_run.transform_graph)
-    cover = evaluated(cover_run, cover_summary, class_names)
     title_flags = ["--model-option", "inputs=cover_title"]
     for option in title_options:
         title_flags += ["--model-option", option]
-    fused_summary, _ = run_pipeline(out, [*runner_args, *title_flags])
+    from reporting import html_report
+
+    cover = None
+    if not cover_model_uri:
+        cover_summary, _ = run_pipeline(out, runner_args)
+        cover_run = last_run(out)
+        class_names = html_report.category_names(cover_run.transform_graph)
+        cover = evaluated(cover_run, cover_summary, class_names)
+        cover_model_uri = cover_run.model
+    fused_summary, argv_runner = run_pipeline(out, [*runner_args, *title_flags])
     fused_run = last_run(out)
+    class_names = html_report.category_names(fused_run.transform_graph)
+    if cover is None:
+        cover = existing_cover_model(out, cover_model_uri, fused_run, class_names)
     fused = evaluated(fused_run, fused_summary, class_names)
     cases = {"cover_only": cover, "cover_title": fused}
-    cover_model = os.path.join(cover_run.model, "Format-Serving")
+    cover_model = os.path.join(cover_model_uri, "Format-Serving")
     cases.update(title_cases(fused_run, cover_model, class_names))
     withheld = cases["cover_title_without_titles"]["top_1"]
     title_only = cases["title_only_tfidf"]["top_1"]
@@ -230,7 +283,7 @@ def titles_main(
         categories=class_names,
         examples={s: sum(c.values()) for s, c in fused_summary["examples"].items()},
         cases=cases,
-        runner_args=argv_runner[6:],
+        runner_args=argv_runner[6 : len(argv_runner) - len(title_flags)],
         title_run_args=title_flags,
         total_seconds=round(time.monotonic() - started, 1),
     )
@@ -250,13 +303,19 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="NAME=VALUE",
         help="with --titles: a model option of the title run alone",
     )
+    parser.add_argument(
+        "--cover-model",
+        default="",
+        metavar="DIR",
+        help="with --titles: score this earlier cover-only model instead of a cover run",
+    )
     args, runner_args = parser.parse_known_args(argv)
-    if args.title_option and not args.titles:
-        parser.error("--title-option needs --titles")
+    if (args.title_option or args.cover_model) and not args.titles:
+        parser.error("--title-option and --cover-model need --titles")
     if args.titles:
         out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-titles-")
         command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
-        return titles_main(out, runner_args, command, args.title_option)
+        return titles_main(out, runner_args, command, args.title_option, args.cover_model)
 
     out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
     started = time.monotonic()

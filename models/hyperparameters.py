@@ -55,6 +55,10 @@ SEED_MODEL_OPTIONS = {
     # cover_title: the weight of a second loss, on the cover branch's probabilities
     # alone (models/model.py CoverTitleModel), so that it learns as a cover model would.
     "cover_loss": 0.0,
+    # cover_title: how the fused loss trains the branches (FUSIONS): "joint", both; or
+    # "residual", the title branch alone, on top of the cover's logits, which then
+    # learn from `cover_loss` only (> 0): the cover branch is a cover model.
+    "fusion": "joint",
 }
 # The best configuration measured on real covers (benchmarks/quality.py,
 # benchmarks/README.md): what each change gave is written down there.
@@ -73,9 +77,11 @@ DEFAULT_MODEL_OPTIONS = {
     "class_weights": True,
 }
 INPUTS = ("cover", "cover_title")
+FUSIONS = ("joint", "residual")
 # Options whose values are names: any other value is refused when the option is given.
 OPTION_CHOICES = {
     "inputs": INPUTS,
+    "fusion": FUSIONS,
     "head": ("flatten", "gap"),
     "lr_schedule": ("constant", "plateau", "cosine"),
 }

@@ -234,6 +234,15 @@ class CoverTitleModel(keras.Model):
         return {**super().get_config(), "cover_loss": self.cover_loss}
 
 
+@keras.saving.register_keras_serializable(package="bookcover")
+class HeldFixed(keras.layers.Layer):
+    """Passes its input on; no gradient flows back through it (fusion=residual: the
+    fused loss trains the title branch, not the cover's)."""
+
+    def call(self, x):
+        return keras.ops.stop_gradient(x)
+
+
 def title_logits(
     tokens, hp: keras_tuner.HyperParameters, num_classes: int, vocabulary_size: int, regulariser
 ):
@@ -333,7 +342,15 @@ def build_model(
             shape=(constants.MAX_TITLE_TOKENS,), dtype="int64", name=constants.TITLE_TOKENS_KEY
         )
         title = title_logits(tokens, hp, num_classes, title_vocabulary_size, regulariser)
-        fused = keras.layers.Add(name="cover_and_title")([logits, title])
+        cover = logits
+        if hp.get("fusion") == "residual":
+            if not hp.get("cover_loss") > 0:
+                raise ValueError(
+                    "fusion=residual trains the cover branch by cover_loss alone: "
+                    "give cover_loss a weight above 0"
+                )
+            cover = HeldFixed(name="cover_held")(logits)
+        fused = keras.layers.Add(name="cover_and_title")([cover, title])
         model = CoverTitleModel(
             {input_key(hp): inputs, constants.TITLE_TOKENS_KEY: tokens},
             [probabilities(fused, "probabilities"), probabilities(logits, "cover_probabilities")],

@@ -125,6 +125,31 @@ def test_the_cover_branch_alone_has_a_loss_of_its_own_in_training():
     )
 
 
+def fused_loss_gradients(fused, layer: str) -> list:
+    features, labels = some_examples()
+    cross_entropy = keras.losses.CategoricalCrossentropy()
+    with tf.GradientTape() as tape:
+        probabilities, _ = fused(features, training=True)
+        loss = cross_entropy(labels, probabilities)
+    return tape.gradient(loss, fused.get_layer(layer).trainable_weights)
+
+
+def test_residual_fusion_trains_the_cover_branch_by_its_own_loss_alone():
+    joint = fused_model(cover_loss=1.0)
+    assert all(np.abs(g.numpy()).max() > 0 for g in fused_loss_gradients(joint, "logits"))
+    residual = fused_model(cover_loss=1.0, fusion="residual")
+    assert all(g is None for g in fused_loss_gradients(residual, "logits"))
+    assert all(np.abs(g.numpy()).max() > 0 for g in fused_loss_gradients(residual, "title_logits"))
+    # The cover's own loss still reaches it.
+    features, labels = some_examples()
+    with tf.GradientTape() as tape:
+        loss = residual.compute_loss(features, labels, residual(features, training=True))
+    (kernel, bias) = tape.gradient(loss, residual.get_layer("logits").trainable_weights)
+    assert np.abs(kernel.numpy()).max() > 0
+    with pytest.raises(ValueError, match="cover_loss"):
+        fused_model(fusion="residual")
+
+
 def test_the_title_model_reports_the_cover_models_metric_names():
     features, labels = some_examples()
     fused = fused_model(cover_loss=1.0)
