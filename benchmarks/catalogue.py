@@ -114,6 +114,21 @@ def main(argv: list[str] | None = None) -> dict:
     return measure(args)
 
 
+def run_rounds(sides: dict[str, list[str]], count: int, work_dir: str) -> list[dict]:
+    """Each side's command `count` times, one after the other, alternating which goes
+    first: per round, each side's seconds."""
+    rounds = []
+    for number in range(count):
+        order = ("ours", "baseline") if number % 2 == 0 else ("baseline", "ours")
+        seconds = {
+            side: round(timed(sides[side], os.path.join(work_dir, f"{side}.log")), 1)
+            for side in order
+        }
+        rounds.append({"first": order[0], **seconds})
+        print(f"round {number + 1}/{count}: {seconds}", flush=True)
+    return rounds
+
+
 def measure(args: argparse.Namespace) -> dict:
     from components.catalogue.inference import resolve_model
 
@@ -136,16 +151,8 @@ def measure(args: argparse.Namespace) -> dict:
         "baseline": [sys.executable, "-m", "benchmarks.catalogue", "--baseline-only", csv_path,
                      model_dir, answers],
     }  # fmt: skip
-    rounds = []
     try:
-        for number in range(args.rounds):
-            order = ("ours", "baseline") if number % 2 == 0 else ("baseline", "ours")
-            seconds = {
-                side: round(timed(sides[side], os.path.join(args.work_dir, f"{side}.log")), 1)
-                for side in order
-            }
-            rounds.append({"first": order[0], **seconds})
-            print(f"round {number + 1}/{args.rounds}: {seconds}", flush=True)
+        rounds = run_rounds(sides, args.rounds, args.work_dir)
     finally:
         server.terminate()
         server.wait()

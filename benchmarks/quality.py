@@ -289,7 +289,8 @@ def titles_main(
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The benchmark's flags, and the rest, which go to local_runner.py."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="keep the pipeline output here (default: a temp dir)")
     parser.add_argument("--skip-baseline", action="store_true", help="only our pipeline")
@@ -312,6 +313,11 @@ def main(argv: list[str] | None = None) -> dict:
     args, runner_args = parser.parse_known_args(argv)
     if (args.title_option or args.cover_model) and not args.titles:
         parser.error("--title-option and --cover-model need --titles")
+    return args, runner_args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, runner_args = parse_args(argv)
     if args.titles:
         out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-titles-")
         command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])

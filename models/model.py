@@ -289,6 +289,39 @@ def schedule_callbacks(hp: keras_tuner.HyperParameters) -> list[keras.callbacks.
     return []
 
 
+def cover_and_title_model(
+    hp: keras_tuner.HyperParameters,
+    cover_input,
+    cover_logits,
+    num_classes: int,
+    title_vocabulary_size: int,
+    regulariser,
+    name: str,
+) -> CoverTitleModel:
+    """The cover branch's input and logits, with a title branch whose logits add to them."""
+    if title_vocabulary_size < 1:
+        raise ValueError("inputs=cover_title needs the title vocabulary's size")
+    tokens = keras.Input(
+        shape=(constants.MAX_TITLE_TOKENS,), dtype="int64", name=constants.TITLE_TOKENS_KEY
+    )
+    title = title_logits(tokens, hp, num_classes, title_vocabulary_size, regulariser)
+    cover = cover_logits
+    if hp.get("fusion") == "residual":
+        if not hp.get("cover_loss") > 0:
+            raise ValueError(
+                "fusion=residual trains the cover branch by cover_loss alone: "
+                "give cover_loss a weight above 0"
+            )
+        cover = HeldFixed(name="cover_held")(cover_logits)
+    fused = keras.layers.Add(name="cover_and_title")([cover, title])
+    return CoverTitleModel(
+        {input_key(hp): cover_input, constants.TITLE_TOKENS_KEY: tokens},
+        [probabilities(fused, "probabilities"), probabilities(cover_logits, "cover_probabilities")],
+        cover_loss=hp.get("cover_loss"),
+        name=name,
+    )
+
+
 def probabilities(logits, name: str):
     # float32 softmax keeps the loss stable under mixed_float16.
     return keras.layers.Activation("softmax", dtype="float32", name=name)(logits)
@@ -336,26 +369,8 @@ def build_model(
     logits = keras.layers.Dense(num_classes, kernel_regularizer=regulariser, name="logits")(x)
     name = f"cover_{hp.get('architecture')}"
     if reads_titles(hp):
-        if title_vocabulary_size < 1:
-            raise ValueError("inputs=cover_title needs the title vocabulary's size")
-        tokens = keras.Input(
-            shape=(constants.MAX_TITLE_TOKENS,), dtype="int64", name=constants.TITLE_TOKENS_KEY
-        )
-        title = title_logits(tokens, hp, num_classes, title_vocabulary_size, regulariser)
-        cover = logits
-        if hp.get("fusion") == "residual":
-            if not hp.get("cover_loss") > 0:
-                raise ValueError(
-                    "fusion=residual trains the cover branch by cover_loss alone: "
-                    "give cover_loss a weight above 0"
-                )
-            cover = HeldFixed(name="cover_held")(logits)
-        fused = keras.layers.Add(name="cover_and_title")([cover, title])
-        model = CoverTitleModel(
-            {input_key(hp): inputs, constants.TITLE_TOKENS_KEY: tokens},
-            [probabilities(fused, "probabilities"), probabilities(logits, "cover_probabilities")],
-            cover_loss=hp.get("cover_loss"),
-            name=name,
+        model = cover_and_title_model(
+            hp, inputs, logits, num_classes, title_vocabulary_size, regulariser, name
         )
     else:
         model = keras.Model(inputs, probabilities(logits, "probabilities"), name=name)

@@ -256,6 +256,15 @@ def training_callbacks(
     ]
 
 
+def keep_best_epoch(cnn: keras.Model, best: resume.TrainingRecord, run_dir: str) -> None:
+    """The best epoch's weights into the model, and beside the run: its weights file and
+    which epoch it was."""
+    if best.best_weights:
+        cnn.load_weights(best.best_weights)
+        fileio.copy(best.best_weights, os.path.join(run_dir, BEST_WEIGHTS), overwrite=True)
+        resume.write_json(os.path.join(run_dir, BEST_EPOCH_FILE), best.best)
+
+
 # TFX Trainer calls this.
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the CNN with the best hyperparameters and exports the serving model."""
@@ -312,10 +321,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             callbacks=callbacks,
             verbose=0,  # EpochLines says what Keras would, one line per epoch
         )
-        if best.best_weights:
-            cnn.load_weights(best.best_weights)
-            fileio.copy(best.best_weights, os.path.join(run_dir, BEST_WEIGHTS), overwrite=True)
-            resume.write_json(os.path.join(run_dir, BEST_EPOCH_FILE), best.best)
+        keep_best_epoch(cnn, best, run_dir)
     history.save_history(best.epochs_history(), run_dir)
     export.export_model(cnn, tf_transform_output, fn_args.serving_model_dir)
     fileio.rmtree(job_dir)  # done: a rerun of this job trains afresh
