@@ -130,18 +130,22 @@ def run_pipeline(out: str, runner_args: list[str]) -> tuple[dict, list[str]]:
         os.kill(pid, 15)
 
 
+def metadata_connection(out: str):
+    """The ML Metadata store of a pipeline output directory."""
+    from tfx import v1 as tfx
+
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        os.path.join(out, "metadata.sqlite")
+    )
+
+
 def last_run(out: str):
     """The artifacts of the last run in `out`, from ML Metadata (a step taken from the
     cache gives the artifact it made before, in an older directory)."""
-    from tfx import v1 as tfx
-
     from pipeline import configs
     from reporting import run_artifacts
 
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-        os.path.join(out, "metadata.sqlite")
-    )
-    return run_artifacts.latest_run(connection, configs.PIPELINE_NAME).artifacts
+    return run_artifacts.latest_run(metadata_connection(out), configs.PIPELINE_NAME).artifacts
 
 
 def evaluated(run, summary: dict, class_names: list[str]) -> dict:
@@ -201,14 +205,9 @@ def trained_on(out: str, model_uri: str) -> str:
     """The examples artifact's URI that the Trainer which made `model_uri` read."""
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
-    from tfx import v1 as tfx
 
-    store = metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.join(out, "metadata.sqlite")
-        )
-    )
-    (model,) = [a for a in store.get_artifacts() if a.uri == model_uri.rstrip("/")]
+    store = metadata_store.MetadataStore(metadata_connection(out))
+    (model,) = store.get_artifacts_by_uri(model_uri.rstrip("/"))
     made = [e for e in store.get_events_by_artifact_ids([model.id]) if e.type == e.OUTPUT]
     read = store.get_events_by_execution_ids([made[0].execution_id])
     inputs = store.get_artifacts_by_id(

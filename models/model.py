@@ -305,6 +305,8 @@ def cover_and_title_model(
         shape=(constants.MAX_TITLE_TOKENS,), dtype="int64", name=constants.TITLE_TOKENS_KEY
     )
     title = title_logits(tokens, hp, num_classes, title_vocabulary_size, regulariser)
+    if hp.get("cover_loss") < 0:
+        raise ValueError(f"cover_loss is a loss's weight: 0 or more, got {hp.get('cover_loss')}")
     cover = cover_logits
     if hp.get("fusion") == "residual":
         if not hp.get("cover_loss") > 0:

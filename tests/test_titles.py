@@ -148,6 +148,8 @@ def test_residual_fusion_trains_the_cover_branch_by_its_own_loss_alone():
     assert np.abs(kernel.numpy()).max() > 0
     with pytest.raises(ValueError, match="cover_loss"):
         fused_model(fusion="residual")
+    with pytest.raises(ValueError, match="cover_loss is a loss's weight"):
+        fused_model(cover_loss=-1.0)
 
 
 def test_the_title_model_reports_the_cover_models_metric_names():
