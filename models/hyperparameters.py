@@ -75,6 +75,11 @@ DEFAULT_MODEL_OPTIONS = {
     "mixup": 0.2,
     "lr_schedule": "cosine",
     "class_weights": True,
+    # inputs=cover_title: the cover branch trains as a cover model, on its own loss,
+    # and the title branch learns what to add (withheld titles then score as the
+    # cover model does; benchmarks/README.md, "Cover and title").
+    "cover_loss": 1.0,
+    "fusion": "residual",
 }
 INPUTS = ("cover", "cover_title")
 FUSIONS = ("joint", "residual")

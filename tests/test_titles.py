@@ -105,7 +105,7 @@ def test_the_cover_branch_alone_has_a_loss_of_its_own_in_training():
     features, labels = some_examples()
     cross_entropy = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)
     for weight in (0.0, 0.7):
-        fused = fused_model(cover_loss=weight)
+        fused = fused_model(cover_loss=weight, fusion="joint")
         probabilities, cover = fused(features, training=True)
         loss = fused.compute_loss(features, labels, (probabilities, cover))
         expected = (
@@ -135,9 +135,9 @@ def fused_loss_gradients(fused, layer: str) -> list:
 
 
 def test_residual_fusion_trains_the_cover_branch_by_its_own_loss_alone():
-    joint = fused_model(cover_loss=1.0)
+    joint = fused_model(cover_loss=1.0, fusion="joint")
     assert all(np.abs(g.numpy()).max() > 0 for g in fused_loss_gradients(joint, "logits"))
-    residual = fused_model(cover_loss=1.0, fusion="residual")
+    residual = fused_model()  # the default fusion
     assert all(g is None for g in fused_loss_gradients(residual, "logits"))
     assert all(np.abs(g.numpy()).max() > 0 for g in fused_loss_gradients(residual, "title_logits"))
     # The cover's own loss still reaches it.
@@ -147,7 +147,7 @@ def test_residual_fusion_trains_the_cover_branch_by_its_own_loss_alone():
     (kernel, bias) = tape.gradient(loss, residual.get_layer("logits").trainable_weights)
     assert np.abs(kernel.numpy()).max() > 0
     with pytest.raises(ValueError, match="cover_loss"):
-        fused_model(fusion="residual")
+        fused_model(cover_loss=0.0)
     with pytest.raises(ValueError, match="cover_loss is a loss's weight"):
         fused_model(cover_loss=-1.0)
 
