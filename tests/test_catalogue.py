@@ -161,6 +161,16 @@ def test_all_takes_the_labelled_rows_too(books, exported, tmp_path):
     assert "Labelled" in {p["title"] for p in read_predictions(out)}
 
 
+def test_a_catalogue_without_covers_to_fetch_keeps_no_model_loaded_ahead(exported, tmp_path):
+    csv_path = write_books(str(tmp_path / "none.csv"), [("No cover", "", ""), ("Nor", "", "")])
+    settings = CatalogueSettings(fetch=cs.FAST_FETCH)
+    summary = classify_catalogue(csv_path, exported[2], str(tmp_path / "out"), settings)
+    assert summary["classified"] == 0 and summary["failed"] == {"no_image": 2}
+    # The step loaded it ahead; RunInference's set-up takes it even with no cover to
+    # classify, so the process keeps no model once the pipeline has ended.
+    assert exported[2] not in inference._AHEAD
+
+
 def test_the_command_prints_its_summary_and_names_a_missing_model(
     books, exported, tmp_path, capsys
 ):
