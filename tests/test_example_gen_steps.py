@@ -47,7 +47,7 @@ def run_split(covers, out_dir):
             p
             | beam.Create(covers)
             | executor.DedupeAndSplit([3, 1, 1], ["train", "eval", "test"], 42, staging)
-            | beam.Map(lambda kv: json.dumps([kv[0], _fields(kv[1])]))
+            | beam.Map(lambda kv: json.dumps([kv[0], _fields(kv[1][1])]))
             | beam.io.WriteToText(prefix, shard_name_template="")
         )
     with open(prefix) as f:

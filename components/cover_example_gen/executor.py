@@ -31,6 +31,9 @@ FAILURES_FILE = "failures.csv"
 # Covers wait here, as their examples, while the splits are decided (DedupeAndSplit).
 STAGING_DIR = ".staging"
 FAILURE_FIELDS = ("row", "category", "url", "reason", "detail")
+# Up to this many covers selected, each split is written in the CSV's row order
+# (gathered in memory); above it, in the order the downloads finish.
+ORDERED_WRITE_MAX_COVERS = 5000
 
 
 def _identity(cover: dict) -> tuple[str, tuple]:
@@ -77,21 +80,26 @@ class AssignSplitsFn(beam.DoFn):
 
 
 def _by_staged_file(item: tuple[tuple, dict]):
-    """(staging file, (record index, split)) for a cover that was given a split; a
-    duplicate was given none."""
-    _, joined = item
+    """(staging file, (record index, (split, row))) for a cover that was given a split;
+    a duplicate was given none."""
+    (row, _), joined = item
     for split in joined["split"]:
         for path, index in joined["staged"]:
-            yield path, (index, split)
+            yield path, (index, (split, row))
 
 
 def _read_placed(item: tuple[str, list[tuple]]):
-    """(split, example) for each record of one staging file that was given a split."""
+    """(split, (row, example)) for each record of one staging file given a split."""
     path, placed = item
-    wanted = dict(placed)
+    wanted = {index: (split, row) for index, (split, row) in placed}
     for index, record in enumerate(tf.data.TFRecordDataset(path)):
         if index in wanted:
-            yield wanted[index], record.numpy()
+            split, row = wanted[index]
+            yield split, (row, record.numpy())
+
+
+def _in_row_order(examples: list[tuple[int, bytes]]) -> list[bytes]:
+    return [example for _, example in sorted(examples, key=lambda placed: placed[0])]
 
 
 class StageCoversFn(beam.DoFn):
@@ -123,8 +131,8 @@ class StageCoversFn(beam.DoFn):
 
 
 class DedupeAndSplit(beam.PTransform):
-    """Covers -> (split name, serialized tf.Example): one cover per content hash,
-    stratified by category.
+    """Covers -> (split name, (row, serialized tf.Example)): one cover per content
+    hash, stratified by category.
 
     Each cover is written to a staging file as it arrives (StageCoversFn).
     Deduplication and the split assignment run on keys and hashes; each staging file
@@ -288,13 +296,23 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
             buckets, split_names, settings.seed, staging_dir
         )
         for name in split_names:
+            placed = split_covers | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
+            if selected <= ORDERED_WRITE_MAX_COVERS:
+                # In the CSV's row order, not the order the downloads finished: the
+                # same examples in the same order at every run, so that a seeded
+                # Tuner and Trainer train alike (a small split fits in memory).
+                split_examples = (
+                    placed
+                    | f"Gather[{name}]" >> beam.combiners.ToList()
+                    | f"InRowOrder[{name}]"
+                    >> beam.FlatMap(lambda found: _in_row_order([kv[1] for kv in found]))
+                )
+            else:  # already shuffled, as the downloads finished
+                split_examples = placed | f"Example[{name}]" >> beam.Map(lambda kv: kv[1][1])
             _ = (
-                split_covers
-                | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
-                | f"Example[{name}]" >> beam.Map(lambda kv: kv[1])
+                split_examples
                 # As TFX's WriteSplit writes them, without its Reshuffle: that would
-                # hold every example in the DirectRunner's memory, and the examples
-                # already come in the download stage's shuffled order.
+                # hold every example in the DirectRunner's memory.
                 | f"WriteSplit[{name}]"
                 >> beam.io.WriteToTFRecord(
                     os.path.join(
