@@ -197,12 +197,15 @@ class TitleBag(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="bookcover")
 class CoverTitleModel(keras.Model):
     """The cover-and-title model: built from its inputs and two outputs, the fused
-    probabilities and the cover branch's alone. Called for inference (predict, evaluate,
-    export) it answers the fused ones only. In training it adds `cover_loss` times the
-    loss of the cover's own probabilities: with the title in, the cover branch would
-    learn only what the title leaves unexplained, and alone (a withheld title) classify
-    worse than a cover-only model. The training loss so includes that term; validation
-    loss and every metric are the fused model's."""
+    probabilities and the cover branch's alone. Called for inference (predict, export)
+    it answers the fused ones only. In training it adds `cover_loss` times the loss of
+    the cover's own probabilities: with the title in, the cover branch would learn only
+    what the title leaves unexplained, and alone (a withheld title) classify worse than
+    a cover-only model. The training loss so includes that term; the validation loss
+    and the compiled metrics are the fused model's. Two more metrics follow the cover
+    branch: `cover_accuracy`, its own, and `both_ways_accuracy`, the mean of the fused
+    and the cover's accuracy, per example: the model is served both ways (with titles,
+    and from covers alone), and its kept epoch is the best by this mean (selection_metric)."""
 
     def __init__(self, *args, cover_loss: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -211,23 +214,42 @@ class CoverTitleModel(keras.Model):
         # keep the cover-only model's names (accuracy, val_accuracy) that the Tuner's
         # objective and the reports read.
         self.output_names = None
+        self.cover_accuracy = keras.metrics.CategoricalAccuracy(name="cover_accuracy")
+        self.both_ways_accuracy = keras.metrics.Mean(name="both_ways_accuracy")
+        self._both_outputs = False
 
     def call(self, inputs, training=None, mask=None):
         fused, cover = super().call(inputs, training=training, mask=mask)
-        return (fused, cover) if training else fused
+        return (fused, cover) if training or self._both_outputs else fused
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs):
+    def test_step(self, data):
+        # Both outputs in validation too, for the cover branch's metrics (read when
+        # the step is traced).
+        self._both_outputs = True
+        try:
+            return super().test_step(data)
+        finally:
+            self._both_outputs = False
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not isinstance(y_pred, (tuple, list)):
-            return super().compute_loss(x, y, y_pred, sample_weight, **kwargs)
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
         fused, cover = y_pred
-        loss = super().compute_loss(x, y, fused, sample_weight, **kwargs)
-        if not self.cover_loss:
+        loss = super().compute_loss(x, y, fused, sample_weight, training=training)
+        if not self.cover_loss or not training:
             return loss
         return loss + self.cover_loss * self.loss(y, cover, sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, (tuple, list)):
-            y_pred = y_pred[0]
+            y_pred, cover = y_pred
+            self.cover_accuracy.update_state(y, cover, sample_weight)
+            label = keras.ops.argmax(y, axis=-1)
+            right = [
+                keras.ops.cast(keras.ops.argmax(p, axis=-1) == label, "float32")
+                for p in (y_pred, cover)
+            ]
+            self.both_ways_accuracy.update_state((right[0] + right[1]) / 2, sample_weight)
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def get_config(self) -> dict:
@@ -327,6 +349,16 @@ def cover_and_title_model(
 def probabilities(logits, name: str):
     # float32 softmax keeps the loss stable under mixed_float16.
     return keras.layers.Activation("softmax", dtype="float32", name=name)(logits)
+
+
+def selection_metric(hp: keras_tuner.HyperParameters) -> str:
+    """The validation metric the Trainer keeps its best epoch by: accuracy; for a model
+    of covers and titles, served both ways, the mean of its accuracy with titles and
+    from covers alone (CoverTitleModel), so that the kept epoch is not one where the
+    title makes up for a cover branch still far from trained."""
+    if hp.get("inputs") == "cover_title":
+        return "val_both_ways_accuracy"
+    return hyperparameters.TRAIN_STOPPING_METRIC
 
 
 def build_model(

@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
 from bookcover import constants, progress
-from models import export, history, hyperparameters, inputs, model, resume
+from models import export, history, inputs, model, resume
 from models.settings import TrainingSettings
 from models.tuning import RecordingGridSearch, grid_size, trial_seed
 
@@ -124,7 +124,9 @@ class EpochLines(keras.callbacks.Callback):
         self.seconds.append(logs.get("epoch_seconds", 0.0))
         left = (self.epochs - epoch - 1) * sum(self.seconds) / len(self.seconds)
         figures = ", ".join(
-            f"{name} {logs[name]:.3f}" for name in ("accuracy", "val_accuracy") if name in logs
+            f"{name} {logs[name]:.3f}"
+            for name in ("accuracy", "val_accuracy", "val_cover_accuracy")
+            if name in logs
         )
         progress.LOGGER.info(
             "%s: epoch %d/%d: %s, %.1f s, ETA %s",
@@ -140,14 +142,14 @@ class EpochLines(keras.callbacks.Callback):
 def early_stopping(
     hp: keras_tuner.HyperParameters, patience: int
 ) -> list[keras.callbacks.Callback]:
-    """Early stopping on validation accuracy, except under the cosine schedule: there the
+    """Early stopping on the selection metric, except under the cosine schedule: there the
     length of training is part of the schedule, and stopping cuts off its low-rate
     tail, where most of the gain comes (benchmarks/README.md)."""
     if hp.get("lr_schedule") == "cosine":
         return []
     return [
         keras.callbacks.EarlyStopping(
-            monitor=hyperparameters.TRAIN_STOPPING_METRIC, mode="max", patience=patience
+            monitor=model.selection_metric(hp), mode="max", patience=patience
         )
     ]
 
@@ -307,7 +309,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # This job's backup: Keras' resume state, the best epoch's weights and every epoch's
     # history, so a rerun after a kill exports the best of all epochs (models/resume.py).
     job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings)
-    best = resume.TrainingRecord(job_dir)
+    best = resume.TrainingRecord(job_dir, monitor=model.selection_metric(hp))
     callbacks = training_callbacks(hp, settings, best, job_dir, run_dir)
     with dtype_policy(policy):
         with strategy.scope():

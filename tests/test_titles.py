@@ -159,13 +159,18 @@ def test_the_title_model_reports_the_cover_models_metric_names():
         features, labels, validation_data=(features, labels), epochs=1, batch_size=4, verbose=0
     ).history
     assert set(found) == {
-        "loss",
-        "accuracy",
-        "top_3_accuracy",
-        "val_loss",
-        "val_accuracy",
-        "val_top_3_accuracy",
+        f"{split}{name}"
+        for split in ("", "val_")
+        for name in ("loss", "accuracy", "top_3_accuracy", "cover_accuracy", "both_ways_accuracy")
     }
+    # The cover branch's metrics, in validation too: each an accuracy, and the mean of both.
+    assert found["val_both_ways_accuracy"][0] == pytest.approx(
+        (found["val_accuracy"][0] + found["val_cover_accuracy"][0]) / 2
+    )
+    # The Trainer keeps the epoch best by it (a cover-only model's: by accuracy).
+    for reads, metric in (("cover_title", "val_both_ways_accuracy"), ("cover", "val_accuracy")):
+        hp = model.default_hyperparameters((1e-3,), (8,), {"inputs": reads})
+        assert model.selection_metric(hp) == metric
     # The training loss has the cover's own term; the validation loss is the fused model's.
     assert found["loss"][0] > found["val_loss"][0]
 
