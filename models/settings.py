@@ -71,6 +71,11 @@ class TrainingSettings:
     backup_dir: str = ""
     # Trials run at once (TuneArgs.num_parallel_trials); 0: one per GPU, or 1 without.
     parallel_trials: int = 0
+    # Not a setting: the fingerprint of the model code the pipeline was built with
+    # (pipeline.model_code_fingerprint), so that TFX's cache, which keys a step on its
+    # custom_config and not on the code behind a dotted run_fn, reruns the Tuner and
+    # the Trainer when that code changes.
+    model_code: str = ""
 
     def __post_init__(self):
         options = {**_DEFAULT.model_options, **check_model_options(self.model_options or {})}

@@ -39,6 +39,9 @@ RUN_FN = "models.trainer.run_fn"
 # --- The reviewed schema (python -m pipeline.schema writes it) ----------------
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_FILE = os.path.join(PROJECT_ROOT, "schema", "schema.pbtxt")
+# The packages behind Transform, the Tuner and the Trainer, whose code is part of
+# their cache key (pipeline.model_code_fingerprint).
+MODEL_CODE_PACKAGES = ("models", "bookcover")
 # TFDV SQL checks the schema cannot state (the covers' image format).
 VALIDATIONS_FILE = os.path.join(PROJECT_ROOT, "schema", "validations.pbtxt")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import glob
+import hashlib
 import os
 
 import tensorflow_data_validation as tfdv
@@ -132,14 +135,31 @@ def data_steps(
     return {step.id: step for step in [*steps, pushed_model_resolver, data_gate]}
 
 
+def model_code_fingerprint(root: str = configs.PROJECT_ROOT) -> str:
+    """A digest of the code behind Transform, the Tuner and the Trainer (the .py files
+    of configs.MODEL_CODE_PACKAGES). TFX's cache keys a step on its inputs and
+    properties, not on the code a dotted preprocessing_fn or run_fn names: this digest
+    in their custom_config makes a change to that code rerun them, as a module_file's
+    would."""
+    digest = hashlib.sha256()
+    for package in configs.MODEL_CODE_PACKAGES:
+        for path in sorted(glob.glob(os.path.join(root, package, "**", "*.py"), recursive=True)):
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(f.read() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def training_steps(data: dict, training: TrainingSettings, num_classes: int) -> dict:
     """Transform, the grid search and training, by step id, after the data gate."""
     examples = data["CoverExampleGen"].outputs["examples"]
+    code = model_code_fingerprint()
+    training = dataclasses.replace(training, model_code=code)
     transform = tfx.components.Transform(
         examples=examples,
         schema=data["ImportSchemaGen"].outputs["schema"],
         preprocessing_fn=configs.PREPROCESSING_FN,
-        custom_config={"num_classes": num_classes},
+        custom_config={"num_classes": num_classes, "model_code": code},
         splits_config=tfx.proto.SplitsConfig(analyze=["train"]),
         # The Trainer applies the graph on the fly (see models/inputs.py).
         materialize=False,

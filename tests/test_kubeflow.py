@@ -2,6 +2,8 @@
 not string matching."""
 
 import json
+import os
+import shutil
 
 import pytest
 from google.protobuf import json_format
@@ -11,6 +13,7 @@ from tfx.dsl.components.base import base_beam_component
 
 from kubeflow import runner
 from models import hyperparameters
+from pipeline import configs, pipeline
 from tests.pipeline_runs import UPSTREAM
 
 IMAGE = "registry.example/bookcover/pipeline:test"
@@ -163,6 +166,26 @@ def test_trainer_batch_size_follows_the_model_preset(preset, batch_size):
     if isinstance(custom_config, str):
         custom_config = json.loads(custom_config)
     assert custom_config["batch_size"] == batch_size == hyperparameters.PRESETS[preset].batch_size
+
+
+def test_the_model_codes_fingerprint_is_in_the_cache_key_of_the_steps_that_run_it(tmp_path):
+    bookcover = runner.build(
+        {"pipeline_root": "gs://bucket/bookcover", "books_csv": "gs://bucket/data/books_data.csv"}
+    )
+    code = pipeline.model_code_fingerprint()
+    for step in ("Transform", "Tuner", "Trainer"):
+        (component,) = [c for c in bookcover.components if c.id == step]
+        custom_config = component.exec_properties["custom_config"]
+        if isinstance(custom_config, str):
+            custom_config = json.loads(custom_config)
+        assert custom_config["model_code"] == code, step
+    # A copy of the model code with one line changed has another fingerprint.
+    for package in configs.MODEL_CODE_PACKAGES:
+        shutil.copytree(os.path.join(configs.PROJECT_ROOT, package), tmp_path / package)
+    assert pipeline.model_code_fingerprint(str(tmp_path)) == code
+    with open(tmp_path / "models" / "model.py", "a") as f:
+        f.write("# a change\n")
+    assert pipeline.model_code_fingerprint(str(tmp_path)) != code
 
 
 def test_seed_preset_compiles_to_what_local_runner_runs():
