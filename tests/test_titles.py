@@ -421,6 +421,10 @@ def test_the_pipeline_trains_and_pushes_the_title_model_and_stops_without_titles
     assert round(np.trace(matrix) / matrix.sum(), 4) == round(summary["test_accuracy"], 4)
     trained = tf.saved_model.load(os.path.join(run.model, "Format-Serving"))
     assert BOTH in trained.signatures
+    # Its kept epoch was chosen by the accuracy of both ways it is served.
+    model_run = run.model.replace(f"{os.sep}model{os.sep}", f"{os.sep}model_run{os.sep}")
+    with open(os.path.join(model_run, "best_epoch.json")) as f:
+        assert json.load(f)["monitor"] == "val_both_ways_accuracy"
     pushed = sorted(os.listdir(tmp_path / "serving_model"))
     with pytest.raises(SystemExit):
         local_runner.main(["--books-csv", untitled, *argv])
