@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
@@ -33,12 +32,8 @@ class DownloadCoversFn(beam.DoFn):
         total: int | None = None,
         step: str = "CoverExampleGen",
         as_fetched: bool = False,
-        total_from: Callable[[], int | None] | None = None,
     ):
         self._fetch, self._cache_dir, self._total = fetch, cache_dir, total
-        # Asked for the total until it answers one: a count that a step of the same
-        # process is still making (the catalogue's read, ahead of the downloads).
-        self._total_from = total_from
         self._step = step  # the metrics' namespace and the progress lines' name
         # Images as fetched (header-checked), not stored covers, for a reader that
         # decodes and resizes them itself; with a cache, stored covers all the same.
@@ -85,8 +80,6 @@ class DownloadCoversFn(beam.DoFn):
         them), replaces the constructor's as the progress's total."""
         if total is not None:
             self._progress.set_total(total)
-        elif self._total_from is not None and self._progress.total is None:
-            self._progress.set_total(self._total_from())
         self._bundle_books += 1
         self._pending.add(self._pool.submit(self._download, book))
         if len(self._pending) >= self._max_in_flight:
@@ -97,8 +90,6 @@ class DownloadCoversFn(beam.DoFn):
                 yield from self._outputs(*future.result())
 
     def finish_bundle(self):
-        if self._total_from is not None and self._progress.total is None:
-            self._progress.set_total(self._total_from())
         window = beam.transforms.window.GlobalWindow()
         timestamp = beam.transforms.window.MIN_TIMESTAMP
         for future in concurrent.futures.as_completed(self._pending):

@@ -58,10 +58,6 @@ def expected_answers(urls, export_dir):
     """The images the downloader fetches from these URLs, through serving_default directly."""
     with downloader.make_session(2) as session:
         covers = [downloader.download_image(url, session, cs.FAST_FETCH) for url in urls]
-    return served_answers(covers, export_dir)
-
-
-def served_answers(covers: list[bytes], export_dir: str) -> list[tuple[list, list]]:
     serve = tf.saved_model.load(export_dir).signatures["serving_default"]
     output = serve(images=tf.constant(covers))
     return [
@@ -165,15 +161,14 @@ def test_all_takes_the_labelled_rows_too(books, exported, tmp_path):
     assert "Labelled" in {p["title"] for p in read_predictions(out)}
 
 
-def test_a_catalogue_without_a_cover_to_fetch(exported, tmp_path):
+def test_a_catalogue_without_covers_to_fetch_keeps_no_model_loaded_ahead(exported, tmp_path):
     csv_path = write_books(str(tmp_path / "none.csv"), [("No cover", "", ""), ("Nor", "", "")])
     settings = CatalogueSettings(fetch=cs.FAST_FETCH)
     summary = classify_catalogue(csv_path, exported[2], str(tmp_path / "out"), settings)
     assert summary["classified"] == 0 and summary["failed"] == {"no_image": 2}
-    assert [row["failure_reason"] for row in read_predictions(str(tmp_path / "out"))] == [
-        "no_image",
-        "no_image",
-    ]
+    # The step loaded it ahead; RunInference's set-up takes it even with no cover to
+    # classify, so the process keeps no model once the pipeline has ended.
+    assert exported[2] not in inference._AHEAD
 
 
 def test_the_command_prints_its_summary_and_names_a_missing_model(
@@ -245,30 +240,17 @@ def test_a_push_reads_as_pushed_when_kubeflow_hands_the_flag_back_as_a_float():
     assert not flag(pushed, "pushed")
 
 
-def test_the_handler_loads_the_model_on_a_thread_and_the_first_batch_waits_for_it(
-    exported, tmp_path
-):
-    covers = [(images.jpeg(color=color), "") for color in tiny_model.COLORS]
-    handler = inference.CoverModelHandler(exported[2], "1")
-    answers = handler.run_inference(covers, handler.load_model())
-    assert [a.inference for a in answers] == [
-        {"categories": names, "scores": [round(s, 6) for s in scores]}
-        for names, scores in served_answers([cover for cover, _ in covers], exported[2])
-    ]
-    # A model that cannot load: the set-up goes on, the first batch gets the load's error.
-    missing = inference.CoverModelHandler(str(tmp_path / "missing"), "1")
-    loading = missing.load_model()
+def test_the_handler_takes_the_model_loaded_ahead_or_loads_it_itself(exported, tmp_path):
+    export_dir = exported[2]
+    inference.load_ahead(export_dir)
+    ahead = inference._AHEAD[export_dir]
+    handler = inference.CoverModelHandler(export_dir, "1")
+    model = handler.load_model()
+    assert model is ahead.result()
+    assert handler.load_model() is not model  # taken once: a later load is the handler's
+    # A load ahead that fails leaves the handler's own load, and its own error.
+    missing = str(tmp_path / "missing")
+    inference.load_ahead(missing)
     with pytest.raises(OSError, match="missing"):
-        missing.run_inference(covers, loading)
-
-
-def test_the_read_runs_ahead_of_the_downloads_only_in_one_process():
-    assert classify.runs_in_one_process([])
-    assert classify.runs_in_one_process(list(constants.DIRECT_IN_PROCESS_ARGS))
-    for args in (
-        ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
-        ["--direct_num_workers=2"],
-        ["--runner=PortableRunner", "--job_endpoint=localhost:1"],
-        ["--runner=DataflowRunner"],
-    ):
-        assert not classify.runs_in_one_process(args), args
+        inference.CoverModelHandler(missing, "1").load_model()
+    assert missing not in inference._AHEAD

@@ -9,8 +9,6 @@ import dataclasses
 import io
 import json
 import os
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from bookcover.cover_image import to_cover_image
 from bookcover.fetch_config import CoverError, FetchConfig
 from bookcover.settings import known_fields
 from components.books_csv import Book, BookReader
-from components.catalogue.inference import CoverModelHandler, resolve_model
+from components.catalogue.inference import CoverModelHandler, load_ahead, resolve_model
 from components.cover_downloads import DownloadCoversFn
 
 STEP = "ClassifyCatalogue"
@@ -97,74 +95,6 @@ def read_rows(csv_path: str, all_rows: bool) -> Iterator[dict | beam.pvalue.Tagg
     yield beam.pvalue.TaggedOutput(READ_COUNTS, counts)
 
 
-# The read's counts by run, for a run whose read and downloads share one process: the
-# progress's total, known as soon as the read ends (ReadAhead, CoversToFetch).
-_READ_COUNTS: dict[str, dict] = {}
-_READ_DONE = object()
-
-
-def read_rows_ahead(csv_path: str, all_rows: bool, run: str) -> Iterator:
-    """read_rows on a thread of its own, as fast as it goes, while the rows it has
-    read go on to be fetched and classified at their own pace: the read (several
-    seconds for the full-size file) overlaps the downloads, and the covers' total is
-    known once it ends, long before the downloads do. The rows wait in memory, as the
-    rows of a Reshuffle in one process would. The read's error is raised here."""
-    rows: queue.SimpleQueue = queue.SimpleQueue()
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for row in read_rows(csv_path, all_rows):
-                if stop.is_set():
-                    return
-                if isinstance(row, beam.pvalue.TaggedOutput):
-                    _READ_COUNTS[run] = row.value
-                rows.put(row)
-            rows.put(_READ_DONE)
-        except BaseException as e:  # noqa: BLE001 - raised to the pipeline below
-            rows.put(e)
-
-    threading.Thread(target=read, name="ReadRows", daemon=True).start()
-    try:
-        while (row := rows.get()) is not _READ_DONE:
-            if isinstance(row, BaseException):
-                raise row
-            yield row
-    finally:
-        stop.set()
-
-
-@dataclasses.dataclass(frozen=True)
-class CoversToFetch:
-    """The progress's total for a run read by read_rows_ahead in this process: None
-    until its read has counted them all."""
-
-    run: str
-
-    def __call__(self) -> int | None:
-        counts = _READ_COUNTS.get(self.run)
-        return None if counts is None else counts["covers_to_fetch"]
-
-
-def runs_in_one_process(beam_args: list[str]) -> bool:
-    """Whether these Beam arguments run the pipeline in this process, on one worker
-    (the DirectRunner in memory, the command's default)."""
-    from apache_beam.options.pipeline_options import (
-        DirectOptions,
-        PipelineOptions,
-        StandardOptions,
-    )
-
-    options = PipelineOptions(list(beam_args))
-    runner = options.view_as(StandardOptions).runner
-    direct = options.view_as(DirectOptions)
-    return (
-        runner in (None, "DirectRunner", "direct", "SwitchingDirectRunner")
-        and direct.direct_running_mode == "in_memory"
-        and direct.direct_num_workers == 1
-    )
-
-
 def predicted_row(item: tuple[dict, object]) -> dict:
     key, result = item
     answer = result.inference
@@ -197,31 +127,49 @@ class ClassifyRows(beam.PTransform):
     """A books CSV -> {"rows": one prediction row per row taken (PREDICTION_FIELDS),
     "gallery": (category, its GALLERY_PER_CATEGORY most confident covers)}."""
 
-    def __init__(
-        self,
-        csv_path: str,
-        model_dir: str,
-        version: str,
-        settings: CatalogueSettings,
-        one_process: bool = False,
-    ):
+    def __init__(self, csv_path: str, model_dir: str, version: str, settings: CatalogueSettings):
         super().__init__()
-        self._csv_path, self._settings, self._one_process = csv_path, settings, one_process
+        self._csv_path, self._settings, self._model_dir = csv_path, settings, model_dir
         self._handler = KeyedModelHandler(
             CoverModelHandler(model_dir, version, settings.batch_size)
         )
-        self.run = uuid.uuid4().hex  # names this run's read counts (_READ_COUNTS)
 
     def expand(self, pbegin):
-        read = pbegin | "CsvPath" >> beam.Create([self._csv_path]) | "ReadRows" >> self._reader()
+        settings = self._settings
+        read = (
+            pbegin
+            | "CsvPath" >> beam.Create([self._csv_path])
+            # The model loads on another core while this worker reads the file.
+            | "LoadModelAhead" >> beam.Map(_loading_ahead, self._model_dir)
+            | "ReadRows"
+            >> beam.FlatMap(read_rows, settings.all_rows).with_outputs(READ_COUNTS, main="rows")
+        )
         counts = read[READ_COUNTS]
+        covers_to_fetch = beam.pvalue.AsSingleton(
+            counts | "CoversToFetch" >> beam.Map(lambda c: c["covers_to_fetch"])
+        )
         unreadable = (
             read.rows
             | "Unreadable" >> beam.Filter(lambda row: row["failure"])
             | "UnreadableRow" >> beam.Map(lambda row: failed_row(row, row["failure"]))
         )
-        readable = read.rows | "Readable" >> beam.Filter(lambda row: not row["failure"])
-        downloads = self._downloads(readable, counts)
+        # The file is read as one stream (row numbers follow its order); from here on
+        # the rows with a cover to fetch (14,622 of the 48,624 taken in the full-size
+        # stand-in) spread over every worker. The spread waits for the whole read, so
+        # the counts it made are there when the first cover is fetched.
+        downloads = (
+            read.rows
+            | "Readable" >> beam.Filter(lambda row: not row["failure"])
+            | "Spread" >> beam.Reshuffle()
+            | "Download"
+            # Its live progress (covers done of the total, rate, failures, ETA) is the
+            # run's: each cover goes on to the model in the same fused stage.
+            >> beam.ParDo(
+                # The model decodes and resizes every image itself (serving_default).
+                DownloadCoversFn(settings.fetch, settings.cache_dir, step=STEP, as_fetched=True),
+                total=covers_to_fetch,
+            ).with_outputs("failures", main="covers")
+        )
         not_downloaded = downloads.failures | "DownloadFailed" >> beam.Map(
             lambda book: failed_row(book, book["reason"], book["detail"])
         )
@@ -235,47 +183,17 @@ class ClassifyRows(beam.PTransform):
         gallery = (
             inferred
             | "Answered" >> beam.Filter(lambda item: "error" not in item[1].inference)
-            | "ByCategory" >> beam.FlatMap(_gallery_entry, self._settings.fetch)
+            | "ByCategory" >> beam.FlatMap(_gallery_entry, settings.fetch)
             | "MostConfident"
             >> beam.combiners.Top.PerKey(GALLERY_PER_CATEGORY, key=lambda entry: entry["score"])
         )
         rows = (unreadable, not_downloaded, predicted) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "gallery": gallery, READ_COUNTS: counts}
 
-    def _reader(self) -> beam.PTransform:
-        settings = self._settings
-        if self._one_process:
-            read = beam.FlatMap(read_rows_ahead, settings.all_rows, self.run)
-        else:
-            read = beam.FlatMap(read_rows, settings.all_rows)
-        return read.with_outputs(READ_COUNTS, main="rows")
 
-    def _downloads(self, readable, counts):
-        """The covers fetched (each goes on to the model in the same fused stage), with
-        live progress: covers done of the total, rate, failures, ETA."""
-        fetch, cache_dir = self._settings.fetch, self._settings.cache_dir
-        if self._one_process:
-            # The rows go straight on from the read, on its thread, to the downloads.
-            download = DownloadCoversFn(
-                fetch, cache_dir, step=STEP, as_fetched=True, total_from=CoversToFetch(self.run)
-            )
-            return readable | "Download" >> beam.ParDo(download).with_outputs(
-                "failures", main="covers"
-            )
-        # The file is read as one stream (row numbers follow its order); from here on
-        # the rows with a cover to fetch (14,622 of the 48,624 taken in the full-size
-        # stand-in) spread over every worker. The spread waits for the whole read, so
-        # the counts it made are there when the first cover is fetched.
-        covers_to_fetch = beam.pvalue.AsSingleton(
-            counts | "CoversToFetch" >> beam.Map(lambda c: c["covers_to_fetch"])
-        )
-        download = DownloadCoversFn(fetch, cache_dir, step=STEP, as_fetched=True)
-        return (
-            readable
-            | "Spread" >> beam.Reshuffle()
-            | "Download"
-            >> beam.ParDo(download, total=covers_to_fetch).with_outputs("failures", main="covers")
-        )
+def _loading_ahead(csv_path: str, model_dir: str) -> str:
+    load_ahead(model_dir)
+    return csv_path
 
 
 def _keyed_cover(cover: dict) -> tuple[dict, tuple[bytes, str]]:
@@ -423,18 +341,13 @@ def classify_catalogue(
     BookReader(csv_path).check_header()  # the rows themselves are read in the pipeline
     fileio.makedirs(os.path.join(output_dir, GALLERY_DIR))
     counts_path = os.path.join(output_dir, f".counts-{uuid.uuid4().hex}.json")
-    beam_args = list(beam_args or constants.DIRECT_IN_PROCESS_ARGS)
-    classify = ClassifyRows(csv_path, model_dir, version, settings, runs_in_one_process(beam_args))
     started = time.time()
-    try:
-        with beam.Pipeline(argv=beam_args) as p:
-            _ = (
-                p
-                | "Classify" >> classify
-                | "Write" >> WriteOutputs(output_dir, counts_path, settings.fetch)
-            )
-    finally:
-        _READ_COUNTS.pop(classify.run, None)
+    with beam.Pipeline(argv=list(beam_args or constants.DIRECT_IN_PROCESS_ARGS)) as p:
+        _ = (
+            p
+            | "Classify" >> ClassifyRows(csv_path, model_dir, version, settings)
+            | "Write" >> WriteOutputs(output_dir, counts_path, settings.fetch)
+        )
     seconds = time.time() - started
     with fileio.open(counts_path) as f:
         counts = json.load(f)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import io
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,29 +20,33 @@ from bookcover.model_versions import versions
 
 SIGNATURE = "serving_default"
 MODEL_FILE = "saved_model.pb"
+# Models being loaded ahead in this process (load_ahead), by directory, until taken.
+_AHEAD: dict[str, concurrent.futures.Future] = {}
+_AHEAD_LOCK = threading.Lock()
 
 
-class LoadingModel:
-    """A SavedModel loading on a thread of its own, then called once: RunInference's
-    set-up returns at once, and the first batch waits for the model. The load (and
-    TensorFlow's first-call set-up of the signature, a few seconds each on 2 cores)
-    overlaps the CSV read and the first downloads instead of coming before them. A
-    failure is raised, as the load's own error, to the first batch."""
+def load_ahead(model_dir: str) -> None:
+    """Starts loading the model on a thread of this process and calls it once, so that
+    the load and TensorFlow's first-call set-up of the signature (a few seconds each on
+    2 cores) overlap the CSV read instead of following it; the CoverModelHandler of
+    this process then takes the model from there. A failure here is not reported:
+    the handler loads the model again, and fails as it would have."""
+    with _AHEAD_LOCK:
+        if model_dir not in _AHEAD:
+            thread = threading.Thread(target=_load_into, args=(model_dir,), daemon=True)
+            _AHEAD[model_dir] = concurrent.futures.Future()
+            thread.start()
 
-    def __init__(self, model_dir: str):
-        self._model: concurrent.futures.Future = concurrent.futures.Future()
-        threading.Thread(target=self._load, args=(model_dir,), daemon=True).start()
 
-    def _load(self, model_dir: str) -> None:
-        try:
-            model = _load(model_dir)
-            _warm_up(model)
-            self._model.set_result(model)
-        except BaseException as e:  # noqa: BLE001 - raised to the first batch
-            self._model.set_exception(e)
-
-    def get(self) -> Any:
-        return self._model.result()
+def _load_into(model_dir: str) -> None:
+    future = _AHEAD[model_dir]
+    try:
+        model = _load(model_dir)
+        _warm_up(model)
+        future.set_result(model)
+    except Exception as e:  # noqa: BLE001 (the handler's own load reports it)
+        logging.info("loading %s ahead failed (%s); it is loaded when needed", model_dir, e)
+        future.set_exception(e)
 
 
 def _load(model_dir: str) -> Any:
@@ -61,6 +66,15 @@ def _warm_up(model: Any) -> None:
     _classifier(model)([(blank.getvalue(), "")])
 
 
+def _loaded(model_dir: str) -> Any:
+    """The model loaded ahead, if it was and that worked; else loaded now."""
+    with _AHEAD_LOCK:
+        future = _AHEAD.pop(model_dir, None)
+    if future is not None and future.exception() is None:
+        return future.result()
+    return _load(model_dir)
+
+
 def resolve_model(path: str) -> tuple[str, str]:
     """(model directory, version) for a pushed version (serving_model/1795646947) or the
     folder of versions the Pusher writes to (serving_model/: its newest, as TF Serving
@@ -77,7 +91,7 @@ def resolve_model(path: str) -> tuple[str, str]:
     return os.path.join(path, str(published[-1])), str(published[-1])
 
 
-class CoverModelHandler(ModelHandler[tuple[bytes, str], PredictionResult, LoadingModel]):
+class CoverModelHandler(ModelHandler[tuple[bytes, str], PredictionResult, Any]):
     """(cover, title) pairs (the downloader's image bytes and the CSV's title) -> the
     cover's PredictionResult: {"categories", "scores"}, the top categories and their
     scores, best first; {"error": message} for a cover the model refuses (the others of
@@ -88,18 +102,18 @@ class CoverModelHandler(ModelHandler[tuple[bytes, str], PredictionResult, Loadin
         super().__init__()
         self._model_dir, self._version, self._batch_size = model_dir, version, batch_size
 
-    def load_model(self) -> LoadingModel:
-        return LoadingModel(self._model_dir)
+    def load_model(self) -> Any:
+        return _loaded(self._model_dir)
 
     def run_inference(
         self,
         batch: Sequence[tuple[bytes, str]],
-        model: LoadingModel,
+        model: Any,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         import tensorflow as tf
 
-        serve = _classifier(model.get())
+        serve = _classifier(model)
         try:
             answers = list(_answers(serve(batch)))
         except tf.errors.InvalidArgumentError:
