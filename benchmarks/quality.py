@@ -20,7 +20,8 @@ cover run is still taken from the cache: `--titles --title-option title_dropout=
 same output directory) skips the cover run: that model is scored on the title run's
 own test split instead, which must be the same examples artifact it was trained on
 (checked against ML Metadata): for a change that reruns the cover run's steps only
-because a new option's default joined its settings.
+because a new option's default joined its settings, or because the model code changed
+(its fingerprint is part of Transform's, the Tuner's and the Trainer's cache key).
 """
 
 from __future__ import annotations
