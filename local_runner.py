@@ -46,6 +46,7 @@ def training_settings_from(args: argparse.Namespace, output_dir: str = ""):
         model_options=dict(args.model_option),
         embedded=not args.books_csv,
         tuner_epochs=args.tuner_epochs,
+        pretrain_epochs=args.pretrain_epochs,
         mixed_precision=args.mixed_precision,
         parallel_trials=args.parallel_trials,
         backup_dir=os.path.join(output_dir, "trainer_backup") if output_dir else "",
@@ -123,6 +124,14 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"Trainer epochs (default {hyperparameters.TRAIN_EPOCHS}; "
         f"{configs.EMBEDDED_TRAIN_EPOCHS} for the embedded data)",
+    )
+    p.add_argument(
+        "--pretrain-epochs",
+        type=bounded(int, 0),
+        default=None,
+        help="epochs of pretraining on every category's covers (the selection's train "
+        "split and the covers it left) before the Trainer fine-tunes on the selected "
+        f"categories; 0 leaves the step out (default {hyperparameters.PRETRAIN_EPOCHS})",
     )
     p.add_argument(
         "--tuner-epochs",

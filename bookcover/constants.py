@@ -81,6 +81,13 @@ BALANCE_CLASSES = False
 SAMPLE_SEED = 42
 SPLIT_NAMES = ("train", "eval", "test")
 SPLIT_BUCKETS = (3, 1, 1)  # 60 / 20 / 20
+# Pretraining (TrainingSettings.pretrain_epochs > 0): CoverExampleGen also writes,
+# as this split, the covers of the largest PRETRAIN_MAX_CATEGORIES categories
+# with at least PRETRAIN_MIN_BOOKS books that the selection left (up to
+# PER_CLASS each), less every book of the eval and test splits.
+PRETRAIN_SPLIT = "pretrain"
+PRETRAIN_MIN_BOOKS = 10
+PRETRAIN_MAX_CATEGORIES = 100
 
 # --- Downloading ----------------------------------------------------------
 CONNECTIONS_PER_WORKER = 16

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from tfx.dsl.io import fileio
 
+from bookcover import constants
 from components import list_literal
 
 TITLE_COLUMN = "Title"
@@ -446,15 +447,58 @@ def sample_balanced(
     return sample_books(books, quotas(counts, categories, per_class, balance), seed)
 
 
+def pretraining_quotas(
+    table: Sequence[CategoryCount],
+    selected: dict[str, int],
+    per_class: int | None,
+    min_books: int,
+    max_categories: int,
+) -> dict[str, int]:
+    """Books per category for pretraining: of the `max_categories` largest categories with
+    at least `min_books` books, the books the selection left, up to `per_class` each."""
+    quota = {}
+    for row in [r for r in table if r.count >= min_books][:max_categories]:
+        left = row.count - selected.get(row.category, 0)
+        n = left if per_class is None else min(per_class, left)
+        if n > 0:
+            quota[row.category] = n
+    return quota
+
+
+def split_off_smallest_keys(
+    books: Sequence[Book], quota: dict[str, int], seed: int
+) -> tuple[list[Book], list[Book]]:
+    """(each category's `quota[c]` books of smallest sample_key, the others), both in
+    `books`' order: sample_books' choice for `quota`, out of a larger sample."""
+    by_key = sorted(books, key=lambda b: (sample_key(seed, b.row), b.row))
+    taken: collections.Counter = collections.Counter()
+    first = set()
+    for book in by_key:
+        if taken[book.category] < quota.get(book.category, 0):
+            taken[book.category] += 1
+            first.add(book.row)
+    return [b for b in books if b.row in first], [b for b in books if b.row not in first]
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainPool:
+    """Which books beyond the selection CoverExampleGen keeps for pretraining."""
+
+    min_books: int = constants.PRETRAIN_MIN_BOOKS
+    max_categories: int = constants.PRETRAIN_MAX_CATEGORIES
+
+
 @dataclasses.dataclass
 class Selection:
     """What CoverExampleGen takes from a CSV: the category table, the selected
-    categories and the sampled books, with the pass's counts (`reader`)."""
+    categories and the sampled books, with the pass's counts (`reader`); with a
+    PretrainPool, the books kept for pretraining too (never a selected one)."""
 
     reader: BookReader
     table: list[CategoryCount]
     categories: list[str]
     books: list[Book]
+    pretrain_books: list[Book] = dataclasses.field(default_factory=list)
 
 
 def select_books(
@@ -464,9 +508,11 @@ def select_books(
     per_class: int | None,
     seed: int,
     balance: bool = True,
+    pretrain: PretrainPool | None = None,
 ) -> Selection:
     """Two streaming passes over the CSV: count the categories, then sample the selected
-    ones. Memory holds the category counts and the sampled books, never the file."""
+    ones (and the pretraining books, in the same pass). Memory holds the category
+    counts and the sampled books, never the file."""
     reader = count_categories(path)
     table = category_table(reader.category_counts)
     if not table:
@@ -476,8 +522,16 @@ def select_books(
         )
     categories = select_categories(table, top_k, min_books)
     quota = quotas(reader.category_counts, categories, per_class, balance)
+    extra = {}
+    if pretrain is not None:
+        extra = pretraining_quotas(
+            table, quota, per_class, pretrain.min_books, pretrain.max_categories
+        )
+    # The selected categories first, in quota's order: the books as sample_books(quota).
+    both = {c: quota.get(c, 0) + extra.get(c, 0) for c in [*quota, *extra]}
     second = BookReader(path)
-    books = sample_books(second, quota, seed)
+    sampled = sample_books(second, both, seed)
     if second.category_counts != reader.category_counts:
         raise CsvFormatError(f"{path} changed while it was being read; rerun once it is written")
-    return Selection(reader, table, categories, books)
+    books, pretrain_books = split_off_smallest_keys(sampled, quota, seed)
+    return Selection(reader, table, categories, books, pretrain_books)

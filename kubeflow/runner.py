@@ -89,6 +89,7 @@ TRAINING_KEYS = (
     "batch_size",
     "epochs",
     "tuner_epochs",
+    "pretrain_epochs",
     "mixed_precision",
     "parallel_trials",
 )
@@ -104,6 +105,7 @@ RANGES = {
     "download_deadline": (float, 0, 86400),
     "epochs": (int, 1, None),
     "tuner_epochs": (int, 1, None),
+    "pretrain_epochs": (int, 0, None),
     "batch_size": (int, 1, 65536),
     "parallel_trials": (int, 1, 1024),
     "accuracy_floor": (float, 0, None),
@@ -186,6 +188,7 @@ def training_settings(config: dict, root: str):
         epochs=config.get("epochs"),
         model_options=config.get("model_options"),
         tuner_epochs=config.get("tuner_epochs"),
+        pretrain_epochs=config.get("pretrain_epochs"),
         mixed_precision=config.get("mixed_precision"),
         parallel_trials=config.get("parallel_trials"),
         backup_dir=f"{root}/trainer_backup",

@@ -144,6 +144,9 @@ TRAIN_EPOCHS = 90
 # most of the gain comes (benchmarks/README.md, "Variants").
 TRAIN_STOPPING_METRIC = "val_accuracy"
 TRAIN_PATIENCE = 15
+# Epochs of the PretrainTrainer (models/trainer.py pretrain_fn) on every category's
+# covers before the Trainer fine-tunes on the selected ones; 0 leaves the step out.
+PRETRAIN_EPOCHS = 0
 SHUFFLE_BUFFER = 2048
 # "auto": mixed_float16 when a GPU is present, else float32.
 MIXED_PRECISION = "auto"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Callable
 
@@ -51,9 +52,12 @@ def input_fn(
     replica: int = 0,
     deterministic: bool = False,
     with_titles: bool = False,
+    classes: list[str] | None = None,
 ) -> tf.data.Dataset:
     """(normalised image batch, one-hot label batch), one pass over the files; `with_titles`:
-    ({image_key: images, TITLE_TOKENS_KEY: title token ids}, labels).
+    ({image_key: images, TITLE_TOKENS_KEY: title token ids}, labels). `classes`: labels
+    one-hot over these categories (pretraining's, beyond Transform's vocabulary); a
+    category not among them is an error.
 
     The Transform graph runs here rather than being materialised: a transformed
     cover is 180 KB of float32 against about 5 KB of JPEG, so decoding on the fly
@@ -82,9 +86,15 @@ def input_fn(
     keys = (constants.IMAGE_KEY, constants.CATEGORY_KEY)
     spec = raw_feature_spec(tf_transform_output, keys + ((constants.TITLE_KEY,) * with_titles))
 
+    label_of = None if classes is None else category_labels(classes)
+
     def to_model_inputs(serialized: tf.Tensor):
-        transformed = tft_layer(tf.io.parse_example(serialized, spec))
-        labels = transformed[constants.LABEL_KEY]
+        raw = tf.io.parse_example(serialized, spec)
+        transformed = tft_layer(raw)
+        if label_of is None:
+            labels = transformed[constants.LABEL_KEY]
+        else:
+            labels = label_of(raw[constants.CATEGORY_KEY])
         if with_titles:
             titles = transformed[constants.TITLE_TOKENS_KEY]
             return {image_key: transformed[image_key], constants.TITLE_TOKENS_KEY: titles}, labels
@@ -97,6 +107,21 @@ def input_fn(
         )
     dataset = dataset.map(to_model_inputs, num_parallel_calls=parallel_calls())
     return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
+
+
+def category_labels(classes: list[str]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Category strings -> one-hot rows over `classes`; a category not among them stops
+    the input pipeline with an error naming it."""
+    names = tf.constant(classes)
+
+    def one_hot(categories: tf.Tensor) -> tf.Tensor:
+        matches = tf.cast(tf.equal(tf.reshape(categories, [-1, 1]), names[tf.newaxis]), tf.float32)
+        found = tf.reduce_all(tf.reduce_sum(matches, axis=1) > 0)
+        check = tf.debugging.Assert(found, ["a category outside the classes:", categories])
+        with tf.control_dependencies([check]):
+            return tf.identity(matches)
+
+    return one_hot
 
 
 def _weight_vector(class_weight: dict[int, float]) -> tf.Tensor:
@@ -196,25 +221,31 @@ def category_names(tf_transform_output: tft.TFTransformOutput) -> list[str]:
     return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
 
 
-def class_counts(file_patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> list[int]:
-    """Examples per class in the files, in the category vocabulary's order.
+def category_counts(
+    file_patterns: list[str], tf_transform_output: tft.TFTransformOutput
+) -> collections.Counter:
+    """Examples per category name in the files.
 
     Parses only the category feature, so it reads the files without decoding a
     single image; the training set's size and balance come from it.
     """
-    vocabulary = category_names(tf_transform_output)
-    index = {name: i for i, name in enumerate(vocabulary)}
     spec = raw_feature_spec(tf_transform_output, (constants.CATEGORY_KEY,))
     files = tf.data.Dataset.list_files(file_patterns, shuffle=False)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
-    counts = [0] * len(vocabulary)
+    counts: collections.Counter = collections.Counter()
     for batch in dataset.map(lambda s: tf.io.parse_example(s, spec)[constants.CATEGORY_KEY]):
-        for category in batch.numpy().reshape(-1):
-            name = category.decode()
-            if name not in index:
-                raise ValueError(f"category {name!r} in {file_patterns} is not in the vocabulary")
-            counts[index[name]] += 1
+        counts.update(category.decode() for category in batch.numpy().reshape(-1))
     return counts
+
+
+def class_counts(file_patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> list[int]:
+    """Examples per class in the files, in the category vocabulary's order."""
+    vocabulary = category_names(tf_transform_output)
+    found = category_counts(file_patterns, tf_transform_output)
+    outside = sorted(set(found) - set(vocabulary))
+    if outside:
+        raise ValueError(f"category {outside[0]!r} in {file_patterns} is not in the vocabulary")
+    return [found[name] for name in vocabulary]
 
 
 def inverse_frequency_weights(counts: list[int]) -> dict[int, float]:

@@ -351,6 +351,28 @@ def probabilities(logits, name: str):
     return keras.layers.Activation("softmax", dtype="float32", name=name)(logits)
 
 
+def take_weights(
+    target: keras.Model, source: keras.Model, skip: tuple[str, ...] = ("logits",)
+) -> list[str]:
+    """Copies into `target` the weights of every layer it shares with `source` by name and
+    shapes, but those named in `skip` (the logits: a pretrained network's classes are
+    others, or the same in another order); returns the names of the layers taken.
+    Nothing taken is an error."""
+    by_name = {layer.name: layer for layer in source.layers}
+    taken = []
+    for layer in target.layers:
+        other = by_name.get(layer.name)
+        if other is None or not layer.weights or layer.name in skip:
+            continue
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if shapes == [tuple(w.shape) for w in other.weights]:
+            layer.set_weights(other.get_weights())
+            taken.append(layer.name)
+    if not taken:
+        raise ValueError(f"{source.name} shares no layer with {target.name}: nothing to take")
+    return taken
+
+
 def selection_metric(hp: keras_tuner.HyperParameters) -> str:
     """The validation metric the Trainer keeps its best epoch by: accuracy; for a model
     of covers and titles, served both ways, the mean of its accuracy with titles and

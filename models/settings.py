@@ -12,7 +12,9 @@ _DEFAULT = hyperparameters.PRESETS["default"]
 # Keys only one of the two steps reads. Each step is given the others' keys
 # left out, so that changing the Trainer's epochs does not rerun the Tuner.
 TUNER_ONLY = ("tuner_epochs", "tuner_patience")
-TRAINER_ONLY = ("train_epochs", "train_patience", "backup_dir")
+TRAINER_ONLY = ("train_epochs", "train_patience", "backup_dir", "pretrain_epochs")
+# Keys of the Trainer's the PretrainTrainer does not read: the fine-tuning's length.
+FINE_TUNING_ONLY = ("train_epochs", "train_patience")
 # Read by the Tuner's executor from TuneArgs, not by tuner_fn: in neither custom_config.
 TUNE_ARGS_ONLY = ("parallel_trials",)
 
@@ -67,6 +69,9 @@ class TrainingSettings:
     tuner_patience: int = hyperparameters.TUNER_PATIENCE
     train_epochs: int = hyperparameters.TRAIN_EPOCHS
     train_patience: int = hyperparameters.TRAIN_PATIENCE
+    # Epochs of pretraining on every category's covers (models/trainer.py
+    # pretrain_fn) before the Trainer's; 0: no pretraining.
+    pretrain_epochs: int = hyperparameters.PRETRAIN_EPOCHS
     # Where a killed Trainer's state waits for its rerun; "" keeps it in the run dir.
     backup_dir: str = ""
     # Trials run at once (TuneArgs.num_parallel_trials); 0: one per GPU, or 1 without.
@@ -85,6 +90,8 @@ class TrainingSettings:
         set_field(self, "first_filters", tuple(int(f) for f in self.first_filters))
         if not self.learning_rates or not self.first_filters:
             raise ValueError("the grid needs at least one learning rate and one filter count")
+        if not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
+            raise ValueError(f"pretrain_epochs {self.pretrain_epochs!r}: expected an integer >= 0")
         if not isinstance(self.parallel_trials, int) or self.parallel_trials < 0:
             raise ValueError(f"parallel_trials {self.parallel_trials!r}: expected an integer >= 0")
         if self.mixed_precision not in hyperparameters.MIXED_PRECISION_CHOICES:
@@ -105,6 +112,9 @@ class TrainingSettings:
 
     def for_trainer(self) -> dict:
         return {k: v for k, v in self.to_dict().items() if k not in TUNER_ONLY + TUNE_ARGS_ONLY}
+
+    def for_pretrainer(self) -> dict:
+        return {k: v for k, v in self.for_trainer().items() if k not in FINE_TUNING_ONLY}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> TrainingSettings:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
+import warnings
 
 import keras
 import keras_tuner
@@ -24,6 +27,9 @@ from models.tuning import RecordingGridSearch, grid_size, trial_seed
 # Beside the model run's history: the exported epoch's weights and which epoch it was.
 BEST_WEIGHTS = "best.weights.h5"
 BEST_EPOCH_FILE = "best_epoch.json"
+# The PretrainTrainer's model: the network's weights, and its categories and values.
+PRETRAINED_WEIGHTS = "pretrained.weights.h5"
+PRETRAINED_FILE = "pretrained.json"
 
 
 def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
@@ -61,9 +67,11 @@ def datasets(
     counts: list[int] | None,
     strategy: tf.distribute.Strategy | None = None,
     deterministic: bool = False,
+    classes: list[str] | None = None,
 ):
     """Training and validation data for `strategy`'s replicas, `batch_size` each;
-    `deterministic`: the same examples in the same order on every run.
+    `deterministic`: the same examples in the same order on every run; `classes`:
+    labelled by these categories (pretraining) instead of Transform's labels.
 
     Class weights travel in the training data as sample weights (blended with
     the labels under mixup). `counts` (examples per class) is needed only when
@@ -83,6 +91,7 @@ def datasets(
             replica=replica,
             deterministic=deterministic,
             with_titles=model.reads_titles(hp),
+            classes=classes,
         )
 
     def train(replicas: int, replica: int) -> tf.data.Dataset:
@@ -114,7 +123,7 @@ class EpochLines(keras.callbacks.Callback):
     """One progress line per epoch through the `bookcover` logger: accuracy and ETA
     (an upper bound when early stopping may end training sooner)."""
 
-    def __init__(self, epochs: int, prefix: str = "Trainer"):
+    def __init__(self, epochs: int, prefix: str):
         super().__init__()
         self.epochs, self.prefix = epochs, prefix
         self.seconds: list[float] = []
@@ -219,6 +228,7 @@ def backup_dir_for(base: str, fn_args, hparams: dict, settings: TrainingSettings
             "train": sorted(fn_args.train_files),
             "eval": sorted(fn_args.eval_files),
             "transform": fn_args.transform_graph_path,
+            "base_model": getattr(fn_args, "base_model", None),
             "hparams": hparams,
             "settings": {k: v for k, v in settings.for_trainer().items() if k != "backup_dir"},
         },
@@ -243,12 +253,14 @@ def training_callbacks(
     best: resume.TrainingRecord,
     job_dir: str,
     run_dir: str,
+    epochs: int,
+    step: str = "Trainer",
 ) -> list[keras.callbacks.Callback]:
     """Timing, progress, the resumable record and backup, stopping, TensorBoard, schedule;
     in this order, which matters (see each comment)."""
     return [
         EpochSeconds(),  # first, so every later callback sees the time in the logs
-        EpochLines(settings.train_epochs),
+        EpochLines(epochs, step),
         best.history_callback,  # before the backup, best_callback after: resume.py
         resume.AtomicBackupAndRestore(os.path.join(job_dir, resume.STATE_DIR)),
         best.best_callback,
@@ -267,41 +279,50 @@ def keep_best_epoch(cnn: keras.Model, best: resume.TrainingRecord, run_dir: str)
         resume.write_json(os.path.join(run_dir, BEST_EPOCH_FILE), best.best)
 
 
-# TFX Trainer calls this.
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """Trains the CNN with the best hyperparameters and exports the serving model."""
-    settings = TrainingSettings.from_dict(fn_args.custom_config)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    num_classes = num_classes_of(tf_transform_output)
-    hp = hyperparameters_from(fn_args, settings)
+@dataclasses.dataclass
+class Job:
+    """One training run of the network: what it learns and for how long."""
+
+    hp: keras_tuner.HyperParameters
+    num_classes: int
+    counts: list[int]  # training examples per class
+    epochs: int
+    step: str = "Trainer"  # its name in progress lines
+    classes: list[str] | None = None  # pretraining: the categories it labels by
+    title_ids: int = 0
+
+
+def train(
+    fn_args, settings: TrainingSettings, tf_transform_output, job: Job
+) -> tuple[keras.Model, str]:
+    """The network trained on fn_args' data with the job's settings (from the base model's
+    layers, when fn_args has one), its best epoch kept, its history beside the run; and
+    the job's backup, to be removed once the model is saved (a kill before that
+    restores the finished training instead of starting again)."""
+    hp = job.hp
     strategy = training_strategy()
     replicas = strategy.num_replicas_in_sync
     batch_size = settings.batch_size
     policy = "mixed_float16" if use_mixed_precision(settings.mixed_precision) else "float32"
     logging.info(
-        "training on %d replica(s), global batch %d, policy %s",
+        "%s: training on %d replica(s), global batch %d, policy %s; examples per class %s, "
+        "class weights %s, mixup %s",
+        job.step,
         replicas,
         batch_size * replicas,
         policy,
+        job.counts,
+        hp.get("class_weights"),
+        hp.get("mixup"),
     )
-
-    counts = inputs.class_counts(fn_args.train_files, tf_transform_output)
     # A run's model depends on its data and settings alone: the same initial weights,
     # augmentation draws and order of examples every time (the Tuner's trial of these
     # values started from the same seed).
     keras.utils.set_random_seed(trial_seed(hp.values))
-    train, evaluation = datasets(
-        fn_args, tf_transform_output, batch_size, hp, counts, strategy, deterministic=True
+    train_data, evaluation = datasets(
+        fn_args, tf_transform_output, batch_size, hp, job.counts, strategy, True, job.classes
     )
-    steps_per_epoch = max(1, -(-sum(counts) // (batch_size * replicas)))
-    epochs = settings.train_epochs
-    logging.info(
-        "training examples per class %s, class weights %s, mixup %s",
-        counts,
-        hp.get("class_weights"),
-        hp.get("mixup"),
-    )
-
+    steps_per_epoch = max(1, -(-sum(job.counts) // (batch_size * replicas)))
     run_dir = fn_args.model_run_dir
     # Every path here may be a gs:// or s3:// URI on a cluster: fileio, never os.
     fileio.makedirs(run_dir)
@@ -309,21 +330,97 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # This job's backup: Keras' resume state, the best epoch's weights and every epoch's
     # history, so a rerun after a kill exports the best of all epochs (models/resume.py).
     job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings)
-    best = resume.TrainingRecord(job_dir, monitor=model.selection_metric(hp))
-    callbacks = training_callbacks(hp, settings, best, job_dir, run_dir)
+    monitor = "val_accuracy" if job.classes else model.selection_metric(hp)
+    best = resume.TrainingRecord(job_dir, monitor=monitor)
+    callbacks = training_callbacks(hp, settings, best, job_dir, run_dir, job.epochs, job.step)
     with dtype_policy(policy):
         with strategy.scope():
-            cnn = model.build_model(
-                hp, num_classes, steps_per_epoch, epochs, title_ids_of(tf_transform_output, hp)
-            )
+            cnn = model.build_model(hp, job.num_classes, steps_per_epoch, job.epochs, job.title_ids)
+            if getattr(fn_args, "base_model", None):
+                start_from_pretrained(cnn, fn_args.base_model)
         cnn.fit(
-            train,
+            train_data,
             validation_data=evaluation,
-            epochs=epochs,
+            epochs=job.epochs,
             callbacks=callbacks,
             verbose=0,  # EpochLines says what Keras would, one line per epoch
         )
         keep_best_epoch(cnn, best, run_dir)
     history.save_history(best.epochs_history(), run_dir)
+    return cnn, job_dir
+
+
+# TFX Trainer calls this.
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains the CNN with the best hyperparameters and exports the serving model; with a
+    base model (the PretrainTrainer's), from its layers."""
+    settings = TrainingSettings.from_dict(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    hp = hyperparameters_from(fn_args, settings)
+    job = Job(
+        hp,
+        num_classes_of(tf_transform_output),
+        inputs.class_counts(fn_args.train_files, tf_transform_output),
+        settings.train_epochs,
+        title_ids=title_ids_of(tf_transform_output, hp),
+    )
+    cnn, job_dir = train(fn_args, settings, tf_transform_output, job)
     export.export_model(cnn, tf_transform_output, fn_args.serving_model_dir)
     fileio.rmtree(job_dir)  # done: a rerun of this job trains afresh
+
+
+def cover_only(hp: keras_tuner.HyperParameters) -> keras_tuner.HyperParameters:
+    """The same values for the network of the cover alone (what pretraining trains)."""
+    cover = keras_tuner.HyperParameters.from_config(hp.get_config())
+    cover.values["inputs"] = "cover"
+    return cover
+
+
+# TFX Trainer calls this (the PretrainTrainer step).
+def pretrain_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains the cover network on every category of its splits (train and pretrain),
+    validated on eval, for settings.pretrain_epochs; saves its weights and categories
+    (PRETRAINED_FILE, PRETRAINED_WEIGHTS) as the Trainer's base model."""
+    settings = TrainingSettings.from_dict(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    hp = cover_only(hyperparameters_from(fn_args, settings))
+    found = inputs.category_counts(fn_args.train_files, tf_transform_output)
+    classes = sorted(found, key=lambda name: (-found[name], name))
+    counts = [found[name] for name in classes]
+    job = Job(hp, len(classes), counts, settings.pretrain_epochs, "PretrainTrainer", classes)
+    cnn, job_dir = train(fn_args, settings, tf_transform_output, job)
+    save_pretrained(cnn, hp, classes, counts, fn_args.serving_model_dir)
+    fileio.rmtree(job_dir)
+
+
+def save_pretrained(
+    cnn: keras.Model, hp, classes: list[str], counts: list[int], model_dir: str
+) -> None:
+    """The pretrained network as start_from_pretrained reads it: its weights, and its
+    categories and hyperparameter values, in `model_dir` (any fileio path)."""
+    fileio.makedirs(model_dir)
+    with tempfile.TemporaryDirectory() as local:
+        weights = os.path.join(local, PRETRAINED_WEIGHTS)
+        cnn.save_weights(weights)
+        fileio.copy(weights, os.path.join(model_dir, PRETRAINED_WEIGHTS), overwrite=True)
+    resume.write_json(
+        os.path.join(model_dir, PRETRAINED_FILE),
+        {"classes": classes, "counts": counts, "hyperparameters": hp.get_config()},
+    )
+
+
+def start_from_pretrained(cnn: keras.Model, base_model: str) -> None:
+    """Every layer of `cnn` that the pretrained network has (all but the logits), taken
+    from the base model pretrain_fn saved."""
+    with fileio.open(os.path.join(base_model, PRETRAINED_FILE)) as f:
+        saved = json.load(f)
+    hp = keras_tuner.HyperParameters.from_config(saved["hyperparameters"])
+    pretrained = model.build_model(hp, len(saved["classes"]))
+    with tempfile.TemporaryDirectory() as local:
+        weights = os.path.join(local, PRETRAINED_WEIGHTS)
+        fileio.copy(os.path.join(base_model, PRETRAINED_WEIGHTS), weights)
+        with warnings.catch_warnings():  # the optimiser's state is not wanted, and not built
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            pretrained.load_weights(weights)
+    taken = model.take_weights(cnn, pretrained)
+    logging.info("started from the pretrained network's %d layers: %s", len(taken), taken)

@@ -35,6 +35,7 @@ ACCURACY_OVER_CHANCE = 1.5
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 TUNER_FN = "models.trainer.tuner_fn"
 RUN_FN = "models.trainer.run_fn"
+PRETRAIN_FN = "models.trainer.pretrain_fn"
 
 # --- The reviewed schema (python -m pipeline.schema writes it) ----------------
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

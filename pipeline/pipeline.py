@@ -108,6 +108,9 @@ def data_steps(
         schema=schema_gen.outputs["schema"],
         # Image format and size statistics, which the schema's image domain checks.
         stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True),
+        # The pretraining covers are other categories' by design: the gate's checks of
+        # the selected data (categories, skew against train) are not theirs.
+        exclude_splits=[constants.PRETRAIN_SPLIT],
     )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
@@ -185,13 +188,29 @@ def training_steps(data: dict, training: TrainingSettings, num_classes: int) -> 
         custom_config=training.for_tuner(),
         tune_args=tune_args,
     ).with_id("Tuner")
+    steps = [transform, tuner]
+    base_model = {}
+    if training.pretrain_epochs:
+        # The network the Tuner chose, first trained on every category's covers.
+        pretrainer = tfx.components.Trainer(
+            run_fn=configs.PRETRAIN_FN,
+            hyperparameters=tuner.outputs["best_hyperparameters"],
+            **{
+                **training_inputs,
+                "train_args": tfx.proto.TrainArgs(splits=["train", constants.PRETRAIN_SPLIT]),
+            },
+            custom_config=training.for_pretrainer(),
+        ).with_id("PretrainTrainer")
+        steps.append(pretrainer)
+        base_model = {"base_model": pretrainer.outputs["model"]}
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         hyperparameters=tuner.outputs["best_hyperparameters"],
         **training_inputs,
+        **base_model,
         custom_config=training.for_trainer(),
     )
-    return {step.id: step for step in (transform, tuner, trainer)}
+    return {step.id: step for step in (*steps, trainer)}
 
 
 def release_steps(
@@ -291,6 +310,8 @@ def create_pipeline(
         )
     if accuracy_floor is None:
         accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
+    # The pretraining split is written when, and only when, a step trains on it.
+    ingest = dataclasses.replace(ingest, pretrain=training.pretrain_epochs > 0)
     steps = data_steps(
         data_dir,
         csv_name,

@@ -1,5 +1,6 @@
 """The real CoverExampleGen component against a misbehaving HTTP server on 127.0.0.1."""
 
+import collections
 import csv
 import dataclasses
 import glob
@@ -319,3 +320,61 @@ def test_hostile_text_and_forbidden_targets_end_as_text_and_counts(server, tmp_p
     )
     for png in ("cm.png", "pc.png"):
         assert Image.open(tmp_path / png).size[0] > 100
+
+
+def features_of(record: bytes) -> dict[str, str]:
+    feature = tf.train.Example.FromString(record).features.feature
+    return {k: feature[k].bytes_list.value[0].decode() for k in ("title", "category", "source_url")}
+
+
+def test_the_pretraining_split_holds_what_the_selection_left_but_no_book_of_eval_or_test(
+    server, tmp_path
+):
+    rows, colours = [], iter(range(256))
+
+    def book(title, category, path=None):
+        if path is None:  # a cover of its own
+            path = f"/c{len(rows)}.jpg"
+            i = next(colours)
+            server.routes[path] = cs.send_bytes(images.jpeg(color=(3 * i % 256, 7 * i % 256, 90)))
+        rows.append((title, server.url + path, category))
+
+    for category in ("Alpha", "Beta"):  # selected: 12 each, 8 each left
+        for i in range(20):
+            book(f"{category} {i}", category)
+    for i in range(10):  # only for pretraining
+        book(f"Gamma {i}", "Gamma")
+    book("Gamma copy", "Gamma", "/c0.jpg")  # the bytes of Alpha 0's cover
+    for i in range(12):  # Alpha books again, under another category, another cover
+        book(f"Alpha {i}", "Echo")
+    for i in range(5):  # under pretrain_min_books: nowhere
+        book(f"Delta {i}", "Delta")
+    write_csv(tmp_path / "books_data.csv", rows)
+    settings = IngestSettings(
+        top_k=2, per_class=12, balance=False, pretrain=True, pretrain_min_books=10, fetch=FETCH
+    )
+
+    counts = run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "run", settings)
+
+    found = {
+        split: [features_of(r) for r in records]
+        for split, records in split_records(tmp_path / "run").items()
+    }
+    pretrain = found.pop("Split-pretrain")
+    assert sorted(found) == ["Split-eval", "Split-test", "Split-train"]
+    selected = [f for split in found.values() for f in split]
+    assert sorted(f["category"] for f in selected) == ["Alpha"] * 12 + ["Beta"] * 12
+    held_out = {f["title"] for split in ("eval", "test") for f in found[f"Split-{split}"]}
+    assert held_out & {f"Alpha {i}" for i in range(12)}, "the case under test did not arise"
+    # No book of eval or test is pretrained on, under any category or cover.
+    assert not held_out & {f["title"] for f in pretrain}
+    # Nothing is both selected and pretrained on; the copied cover stays with Alpha 0.
+    assert not {f["source_url"] for f in selected} & {f["source_url"] for f in pretrain}
+    assert "Gamma copy" not in {f["title"] for f in pretrain}
+    by_category = collections.Counter(f["category"] for f in pretrain)
+    echo_dropped = sum(f"Alpha {i}" in held_out for i in range(12))
+    # Up to per_class of each category's books: every one here.
+    assert by_category == {"Alpha": 8, "Beta": 8, "Gamma": 10, "Echo": 12 - echo_dropped}
+    assert counts["pretrain_held_out_dropped"] == echo_dropped
+    assert counts["duplicates_dropped"] == 1
+    assert counts["examples"]["pretrain"] == dict(by_category)

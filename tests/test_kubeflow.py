@@ -400,3 +400,43 @@ def test_classify_uncategorised_adds_the_catalogue_step_after_the_push(tmp_path)
     # The cluster's URL policy holds for the catalogue's covers as for ingestion's.
     assert settings["fetch"]["allow_private_addresses"] is False
     assert step.exec_properties["books_csv"] == "gs://bucket/data/books_data.csv"
+
+
+def test_pretraining_compiles_to_two_trainer_steps_the_second_fine_tuning_the_first(tmp_path):
+    config = {
+        "image": IMAGE,
+        "pipeline_root": "gs://bucket/bookcover",
+        "books_csv": "gs://bucket/data/books_data.csv",
+        "beam_pipeline_args": BEAM_ARGS,
+        "pretrain_epochs": 7,
+        "epochs": 40,
+    }
+    spec, deployment = compile_config(config, tmp_path)
+    tasks = spec.root.dag.tasks
+    assert set(tasks["PretrainTrainer"].dependent_tasks) == {
+        "CoverExampleGen",
+        "Transform",
+        "Tuner",
+    }
+    assert "PretrainTrainer" in tasks["Trainer"].dependent_tasks
+    base = tasks["Trainer"].inputs.artifacts["base_model"].task_output_artifact
+    assert (base.producer_task, base.output_artifact_key) == ("PretrainTrainer", "model")
+    assert container_of(spec, deployment, "PretrainTrainer").image == IMAGE
+    steps = {c.id: c for c in runner.build(config).components}
+    pretrain = steps["PretrainTrainer"].exec_properties
+    assert json.loads(pretrain["train_args"]) == {"splits": ["train", "pretrain"]}
+    pretrain_config = json.loads(pretrain["custom_config"])
+    assert pretrain_config["pretrain_epochs"] == 7 and "train_epochs" not in pretrain_config
+    assert pretrain_config["model_code"] == pipeline.model_code_fingerprint()
+    # CoverExampleGen writes the split; the gate's statistics leave it out.
+    ingest = json.loads(steps["CoverExampleGen"].exec_properties["ingest_settings"])
+    assert ingest["pretrain"] is True
+    assert steps["StatisticsGen"].exec_properties["exclude_splits"] == '["pretrain"]'
+    # Without pretraining: no such step, no such split.
+    plain = {c.id: c for c in runner.build({**config, "pretrain_epochs": 0}).components}
+    assert "PretrainTrainer" not in plain
+    assert (
+        json.loads(plain["CoverExampleGen"].exec_properties["ingest_settings"])["pretrain"] is False
+    )
+    with pytest.raises(SystemExit, match="pretrain_epochs"):
+        compile_config({**config, "pretrain_epochs": -1}, tmp_path)

@@ -26,8 +26,12 @@ SELECTION_FILE = "selected_books.jsonl"
 
 def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) -> int:
     """Reads the CSV, writes the category analysis and the sampled books (SELECTION_FILE,
-    one JSON object per line, for the download step to read) to `out_dir`; returns how
-    many books were sampled."""
+    one JSON object per line, for the download step to read; the books kept for
+    pretraining marked `"pretrain": true`) to `out_dir`; returns how many books were
+    sampled, for pretraining too."""
+    pool = None
+    if settings.pretrain:
+        pool = books_csv.PretrainPool(settings.pretrain_min_books, settings.pretrain_max_categories)
     selection = books_csv.select_books(
         csv_path,
         settings.top_k,
@@ -35,10 +39,13 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
         settings.per_class,
         settings.seed,
         settings.balance,
+        pool,
     )
     read, table, categories = selection.reader, selection.table, selection.categories
     fileio.makedirs(out_dir)
-    write_selection(selection.books, os.path.join(out_dir, SELECTION_FILE))
+    write_selection(
+        selection.books, os.path.join(out_dir, SELECTION_FILE), selection.pretrain_books
+    )
     write_counts(table, os.path.join(out_dir, COUNTS_FILE))
     plot_cumulative_share(table, os.path.join(out_dir, PLOT_FILE), len(categories))
     summary = {
@@ -57,20 +64,29 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
         "per_class": dict(collections.Counter(b.category for b in selection.books)),
         "selected_books": len(selection.books),
     }
+    if pool is not None:
+        summary["pretrain_books"] = len(selection.pretrain_books)
+        summary["pretrain_per_category"] = dict(
+            collections.Counter(b.category for b in selection.pretrain_books)
+        )
     _write_text(os.path.join(out_dir, ANALYSIS_FILE), json.dumps(summary, indent=2))
     logging.info("category analysis: %s", json.dumps(summary))
-    return len(selection.books)
+    return len(selection.books) + len(selection.pretrain_books)
 
 
-def write_selection(books: list[books_csv.Book], path: str) -> None:
+def write_selection(
+    books: list[books_csv.Book], path: str, pretrain_books: list[books_csv.Book] = ()
+) -> None:
     """The sampled books as JSON lines: read back by a Beam source, so that the
     selection travels as a file and not inside the job graph (Dataflow refuses
     graphs over about 10 MB)."""
     with fileio.open(path, "w") as f:
-        for book in books:
+        for book, pretrain in [*((b, False) for b in books), *((b, True) for b in pretrain_books)]:
             fields = dataclasses.asdict(book)
             fields["authors"] = list(book.authors)
             del fields["authors_field"]
+            if pretrain:
+                fields["pretrain"] = True
             f.write(json.dumps(fields) + "\n")
 
 
@@ -137,6 +153,8 @@ def ingest_counts(metrics, namespace: str, selected: int) -> dict:
         "failed_by_reason": failed_by_reason,
         "duplicates_dropped": values.get("duplicates_dropped", 0),
         "cache_entries_dropped": values.get("cache_entries_dropped", 0),
+        # Pretraining covers of a book that eval or test holds (under another category).
+        "pretrain_held_out_dropped": values.get("pretrain_held_out_dropped", 0),
         "examples": dict(examples),
         **download_stage(spans, values.get("downloaded", 0) + values.get("cached", 0)),
     }

@@ -36,23 +36,38 @@ FAILURE_FIELDS = ("row", "category", "url", "reason", "detail")
 ORDERED_WRITE_MAX_COVERS = 5000
 
 
+# The group of the covers kept for pretraining (no category can be named so: the CSV
+# reader refuses NUL bytes).
+PRETRAIN_GROUP = "\0pretrain"
+
+
 def _identity(cover: dict) -> tuple[str, tuple]:
     """content hash -> what deduplication and splitting need of a cover, without its bytes."""
     book = splits.book_key(cover["title"], cover["authors"])
-    return cover["content_hash"], (cover["row"], cover["image_url"], cover["category"], book)
+    pretrain = bool(cover.get("pretrain"))
+    return cover["content_hash"], (
+        pretrain,
+        cover["row"],
+        cover["image_url"],
+        cover["category"],
+        book,
+    )
 
 
 def _keep_first_by_hash(item: tuple[str, list[tuple]]) -> tuple[str, tuple]:
+    """(category, or PRETRAIN_GROUP, (book, content hash, row, category)) of the cover a
+    content hash keeps: a selected book's before a pretraining one's, then the first row."""
     content_hash, group = item
     group = list(group)
-    row, _, category, book = min(group)  # the first row that has this cover
+    pretrain, row, _, category, book = min(group)
     if len(group) > 1:
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "duplicates_dropped").inc(len(group) - 1)
-    return category, (book, content_hash, row)
+    return PRETRAIN_GROUP if pretrain else category, (book, content_hash, row, category)
 
 
 class AssignSplitsFn(beam.DoFn):
-    """Per category: orders books stably and fills train/eval/test to their shares.
+    """Per category: orders books stably and fills train/eval/test to their shares;
+    tagged `held_out`, each book of a split other than train.
 
     It sees (book, content hash, row) of each cover of the category, never the
     cover itself: a large category costs one worker a few bytes per cover.
@@ -66,17 +81,46 @@ class AssignSplitsFn(beam.DoFn):
     def process(self, item: tuple[str, list[tuple]]):
         category, covers = item
         books: dict[str, list[tuple]] = {}
-        for book, content_hash, row in covers:
+        for book, content_hash, row, _ in covers:
             books.setdefault(book, []).append((content_hash, row))
         keys = sorted(books, key=lambda k: splits.stable_order(k, self._seed))
         assignment = splits.assign_groups([len(books[k]) for k in keys], self._buckets)
         for key, split_index in zip(keys, assignment, strict=True):
             split = self._split_names[split_index]
+            if split != constants.SPLIT_NAMES[0]:  # pretraining sees no book but train's
+                yield beam.pvalue.TaggedOutput("held_out", key)
             for content_hash, row in sorted(books[key]):
                 beam.metrics.Metrics.counter(
                     METRICS_NAMESPACE, f"examples/{split}/{category}"
                 ).inc()
                 yield (row, content_hash), split
+
+
+class PretrainingFn(beam.DoFn):
+    """The covers kept for pretraining, but for any of a book of eval or test (the
+    side input): no cover of a held-out book is seen before it is scored."""
+
+    def process(self, cover: tuple, held_out: list[str]):
+        book, content_hash, row, category = cover
+        if book in self._held_out(held_out):
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "pretrain_held_out_dropped").inc()
+            return
+        split = constants.PRETRAIN_SPLIT
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"examples/{split}/{category}").inc()
+        yield (row, content_hash), split
+
+    def _held_out(self, held_out: list[str]) -> set[str]:
+        if getattr(self, "_source", None) is not held_out:  # once per side input
+            self._source, self._set = held_out, set(held_out)
+        return self._set
+
+
+def _by_group(item: tuple[str, tuple]):
+    group, cover = item
+    if group == PRETRAIN_GROUP:
+        yield beam.pvalue.TaggedOutput("pretrain", cover)
+    else:
+        yield group, cover
 
 
 def _by_staged_file(item: tuple[tuple, dict]):
@@ -132,7 +176,8 @@ class StageCoversFn(beam.DoFn):
 
 class DedupeAndSplit(beam.PTransform):
     """Covers -> (split name, (row, serialized tf.Example)): one cover per content
-    hash, stratified by category.
+    hash, stratified by category; covers marked `pretrain` to constants.PRETRAIN_SPLIT,
+    but for those of a book that eval or test holds.
 
     Each cover is written to a staging file as it arrives (StageCoversFn).
     Deduplication and the split assignment run on keys and hashes; each staging file
@@ -150,15 +195,23 @@ class DedupeAndSplit(beam.PTransform):
         staged = covers_pcoll | "Stage" >> beam.ParDo(self._stage).with_outputs(
             "staged", main="identities"
         )
-        assigned = (
+        kept = (
             staged.identities
             | "GroupHash" >> beam.GroupByKey()
             | "Dedupe" >> beam.Map(_keep_first_by_hash)
-            | "GroupCategory" >> beam.GroupByKey()
-            | "AssignSplits" >> beam.ParDo(self._assign)
+            | "ByGroup" >> beam.FlatMap(_by_group).with_outputs("pretrain", main="selected")
         )
+        assigned = (
+            kept.selected
+            | "GroupCategory" >> beam.GroupByKey()
+            | "AssignSplits" >> beam.ParDo(self._assign).with_outputs("held_out", main="split")
+        )
+        pretraining = kept.pretrain | "Pretraining" >> beam.ParDo(
+            PretrainingFn(), held_out=beam.pvalue.AsList(assigned.held_out)
+        )
+        placed = (assigned.split, pretraining) | "AllSplits" >> beam.Flatten()
         return (
-            {"split": assigned, "staged": staged.staged}
+            {"split": placed, "staged": staged.staged}
             | "Join" >> beam.CoGroupByKey()
             | "ByStagedFile" >> beam.FlatMap(_by_staged_file)
             | "GroupStagedFile" >> beam.GroupByKey()
@@ -224,6 +277,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         )
         split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
+        written = split_names + [constants.PRETRAIN_SPLIT] * settings.pretrain
 
         csv_path = os.path.join(
             exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern
@@ -240,7 +294,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         examples_artifact = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.EXAMPLES_KEY]
         )
-        examples_artifact.split_names = artifact_utils.encode_split_names(split_names)
+        examples_artifact.split_names = artifact_utils.encode_split_names(written)
         result = self._run_beam(
             selection_file,
             selected,
@@ -295,7 +349,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         split_covers = downloaded.covers | "DedupeAndSplit" >> DedupeAndSplit(
             buckets, split_names, settings.seed, staging_dir
         )
-        for name in split_names:
+        for name in split_names + [constants.PRETRAIN_SPLIT] * settings.pretrain:
             placed = split_covers | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
             if selected <= ORDERED_WRITE_MAX_COVERS:
                 # In the CSV's row order, not the order the downloads finished: the

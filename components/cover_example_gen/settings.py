@@ -20,6 +20,11 @@ class IngestSettings:
     seed: int = constants.SAMPLE_SEED
     max_failure_share: float = constants.MAX_FAILURE_SHARE
     cache_dir: str = ""
+    # Also write the pretraining split (constants.PRETRAIN_SPLIT): set by the pipeline
+    # when the Trainer pretrains (TrainingSettings.pretrain_epochs).
+    pretrain: bool = False
+    pretrain_min_books: int = constants.PRETRAIN_MIN_BOOKS
+    pretrain_max_categories: int = constants.PRETRAIN_MAX_CATEGORIES
     fetch: FetchConfig = dataclasses.field(default_factory=FetchConfig)
 
     def to_dict(self) -> dict:
