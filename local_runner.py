@@ -62,6 +62,7 @@ def ingest_settings_from(args: argparse.Namespace, top_k: int | None, output_dir
         top_k=None if args.min_books else top_k,
         min_books=args.min_books,
         **given(per_class=args.per_class, balance=args.balance),
+        pretrain=args.pretrain_split,
         cache_dir=os.path.join(output_dir, "cache", "covers"),
         fetch=flags.fetch_config_from(args),
     )
@@ -104,6 +105,12 @@ def data_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"covers sampled per category (default {constants.PER_CLASS}, at most the "
         "smallest selected category)",
+    )
+    p.add_argument(
+        "--pretrain-split",
+        action="store_true",
+        help="write the pretraining split even without --pretrain-epochs, so that runs "
+        "with and without pretraining share their examples (and the steps after them)",
     )
     p.add_argument(
         "--balance",

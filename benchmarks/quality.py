@@ -16,6 +16,12 @@ the cache), a TF-IDF title-only baseline on those splits, and the title model's 
 accuracy with the titles withheld (serving_default). Written to quality_titles.json.
 `--title-option NAME=VALUE` sets a model option of the title run alone, so that the
 cover run is still taken from the cache: `--titles --title-option title_dropout=0.7`.
+`--pretraining` measures pretraining (TrainingSettings.pretrain_epochs): in one output
+directory, the default pipeline writing the pretraining split without using it
+(`--pretrain-split`), then the same with `--pretrain-epochs N --epochs M` (the
+examples, Transform graph and Tuner from the cache: only the PretrainTrainer and the
+Trainer run), and the seed method on the same splits. Written to
+quality_pretraining.json.
 `--cover-model DIR` (a cover-only Trainer's model artifact from an earlier run in the
 same output directory) skips the cover run: that model is scored on the title run's
 own test split instead, which must be the same examples artifact it was trained on
@@ -289,6 +295,51 @@ def titles_main(
     )
 
 
+def pretraining_main(
+    out: str, runner_args: list[str], command: str, pretrain_epochs: int, fine_tune_epochs: int
+) -> dict:
+    """The seed method, the default without pretraining and with it, on the same splits."""
+    from reporting import html_report
+
+    started = time.monotonic()
+    cases, runs = {}, {}
+    flags = {
+        "default": ["--pretrain-split"],
+        "pretrained": [
+            "--pretrain-epochs",
+            str(pretrain_epochs),
+            "--epochs",
+            str(fine_tune_epochs),
+        ],
+    }
+    for name, extra in flags.items():
+        summary, argv_runner = run_pipeline(out, [*runner_args, *extra])
+        runs[name] = last_run(out)
+        class_names = html_report.category_names(runs[name].transform_graph)
+        cases[name] = evaluated(runs[name], summary, class_names)
+        if name == "pretrained":
+            step = summary["components"]["PretrainTrainer"]
+            cases[name]["pretrain_trainer_minutes"] = round(step["wall_time_s"] / 60, 1)
+    if runs["default"].examples != runs["pretrained"].examples:
+        raise SystemExit("the two runs read different examples: not the same splits")
+    cases["seed"] = seed_method(runs["default"].examples)
+    ours, default = cases["pretrained"]["top_1"], cases["default"]["top_1"]
+    return write_result(
+        "quality_pretraining",
+        ours=ours,
+        baseline=default,
+        ratio=round(ours / default, 2),
+        unit="top-1 test accuracy (baseline: the default without pretraining)",
+        command=command,
+        goals={"at_least_45_percent": ours >= 0.45, "moonshot_50_percent": ours >= 0.50},
+        categories=class_names,
+        examples={s: sum(c.values()) for s, c in summary["examples"].items()},
+        cases=cases,
+        runner_args=argv_runner[6:],
+        total_seconds=round(time.monotonic() - started, 1),
+    )
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The benchmark's flags, and the rest, which go to local_runner.py."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -310,6 +361,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
         metavar="DIR",
         help="with --titles: score this earlier cover-only model instead of a cover run",
     )
+    parser.add_argument(
+        "--pretraining", action="store_true", help="pretraining's cases (see above)"
+    )
+    parser.add_argument("--pretrain-epochs", type=int, default=20, help="with --pretraining")
+    parser.add_argument(
+        "--fine-tune-epochs", type=int, default=40, help="with --pretraining: the Trainer's"
+    )
     args, runner_args = parser.parse_known_args(argv)
     if (args.title_option or args.cover_model) and not args.titles:
         parser.error("--title-option and --cover-model need --titles")
@@ -318,6 +376,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> dict:
     args, runner_args = parse_args(argv)
+    if args.pretraining:
+        out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-pretraining-")
+        command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+        return pretraining_main(
+            out, runner_args, command, args.pretrain_epochs, args.fine_tune_epochs
+        )
     if args.titles:
         out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-titles-")
         command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])

@@ -310,8 +310,8 @@ def create_pipeline(
         )
     if accuracy_floor is None:
         accuracy_floor = configs.ACCURACY_OVER_CHANCE / num_classes
-    # The pretraining split is written when, and only when, a step trains on it.
-    ingest = dataclasses.replace(ingest, pretrain=training.pretrain_epochs > 0)
+    # The pretraining split is written when a step trains on it, or when asked for.
+    ingest = dataclasses.replace(ingest, pretrain=ingest.pretrain or training.pretrain_epochs > 0)
     steps = data_steps(
         data_dir,
         csv_name,
