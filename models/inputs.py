@@ -53,11 +53,13 @@ def input_fn(
     deterministic: bool = False,
     with_titles: bool = False,
     classes: list[str] | None = None,
+    shuffle_buffer: int = hyperparameters.SHUFFLE_BUFFER,
 ) -> tf.data.Dataset:
     """(normalised image batch, one-hot label batch), one pass over the files; `with_titles`:
     ({image_key: images, TITLE_TOKENS_KEY: title token ids}, labels). `classes`: labels
     one-hot over these categories (pretraining's, beyond Transform's vocabulary); a
-    category not among them is an error.
+    category not among them is an error. `shuffle_buffer`: serialized examples shuffled
+    at once (shuffle_buffer_for: all of them, when the count is known).
 
     The Transform graph runs here rather than being materialised: a transformed
     cover is 180 KB of float32 against about 5 KB of JPEG, so decoding on the fly
@@ -79,9 +81,7 @@ def input_fn(
         deterministic=deterministic or not shuffle or replicas > 1,
     )
     if shuffle:
-        dataset = dataset.shuffle(
-            hyperparameters.SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True
-        )
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     tft_layer = tf_transform_output.transform_features_layer()
     keys = (constants.IMAGE_KEY, constants.CATEGORY_KEY)
     spec = raw_feature_spec(tf_transform_output, keys + ((constants.TITLE_KEY,) * with_titles))
@@ -107,6 +107,14 @@ def input_fn(
         )
     dataset = dataset.map(to_model_inputs, num_parallel_calls=parallel_calls())
     return without_autotune(dataset.prefetch(PREFETCH_BATCHES))
+
+
+def shuffle_buffer_for(examples: int | None) -> int:
+    """A buffer that holds every one of `examples` training examples (MAX_SHUFFLE_BUFFER
+    at most; SHUFFLE_BUFFER when the count is not known)."""
+    if not examples:
+        return hyperparameters.SHUFFLE_BUFFER
+    return max(1, min(examples, hyperparameters.MAX_SHUFFLE_BUFFER))
 
 
 def category_labels(classes: list[str]) -> Callable[[tf.Tensor], tf.Tensor]:

@@ -92,6 +92,7 @@ def datasets(
             deterministic=deterministic,
             with_titles=model.reads_titles(hp),
             classes=classes,
+            shuffle_buffer=inputs.shuffle_buffer_for(counts and sum(counts)),
         )
 
     def train(replicas: int, replica: int) -> tf.data.Dataset:
