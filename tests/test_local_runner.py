@@ -318,3 +318,15 @@ def test_a_failed_run_says_so_and_moves_the_last_report_aside(tmp_path, capsys):
     assert open(moved).read() == "the last run's report"
     assert not (out / "report").exists()
     assert [n for n in os.listdir(out) if n.endswith(".tmp")] == []
+
+
+def test_pretraining_flags_reach_the_trainer_and_ingestion_settings(capsys):
+    assert settings([]).pretrain_epochs == hyperparameters.PRETRAIN_EPOCHS == 0
+    assert settings(["--pretrain-epochs", "20"]).pretrain_epochs == 20
+    args = local_runner.parse_args(["--pretrain-split"])
+    assert local_runner.ingest_settings_from(args, 12, "o").pretrain is True
+    plain = local_runner.parse_args([])
+    assert local_runner.ingest_settings_from(plain, 12, "o").pretrain is False
+    with pytest.raises(SystemExit):
+        local_runner.parse_args(["--pretrain-epochs", "-1"])
+    assert "argument --pretrain-epochs" in capsys.readouterr().err

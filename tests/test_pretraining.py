@@ -110,3 +110,18 @@ def test_the_pipeline_pretrains_on_every_category_and_fine_tunes_on_the_selected
     with open(log) as f:
         assert "started from the pretrained network's" in f.read()
     assert summary["blessed"] is not None
+
+
+def test_the_selection_file_interleaves_categories(tmp_path):
+    """Downloads are asked for in about its order, and a large selection's splits are
+    written as they finish: books grouped by category would give grouped training files."""
+    from components.cover_example_gen import analysis
+
+    csv_path = embedded_data.generate(str(tmp_path), categories=3, per_category=40)
+    selection = books_csv.select_books(csv_path, 3, None, None, seed=42, balance=False)
+    path = str(tmp_path / "selected.jsonl")
+    analysis.write_selection(selection.books, path)
+    categories = [book["category"] for book in analysis.read_selection(path)]
+    assert sorted(categories) == sorted(b.category for b in selection.books)
+    changes = sum(a != b for a, b in zip(categories, categories[1:], strict=False))
+    assert changes > len(categories) / 2  # grouped: 2 changes

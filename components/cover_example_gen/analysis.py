@@ -13,7 +13,7 @@ import os
 from apache_beam.metrics.metric import MetricsFilter
 from tfx.dsl.io import fileio
 
-from bookcover import plotting, spreadsheet
+from bookcover import constants, plotting, spreadsheet
 from components import books_csv
 from components.cover_example_gen.settings import IngestSettings
 
@@ -44,7 +44,10 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
     read, table, categories = selection.reader, selection.table, selection.categories
     fileio.makedirs(out_dir)
     write_selection(
-        selection.books, os.path.join(out_dir, SELECTION_FILE), selection.pretrain_books
+        selection.books,
+        os.path.join(out_dir, SELECTION_FILE),
+        selection.pretrain_books,
+        settings.seed,
     )
     write_counts(table, os.path.join(out_dir, COUNTS_FILE))
     plot_cumulative_share(table, os.path.join(out_dir, PLOT_FILE), len(categories))
@@ -75,13 +78,23 @@ def analyse_and_select(csv_path: str, settings: IngestSettings, out_dir: str) ->
 
 
 def write_selection(
-    books: list[books_csv.Book], path: str, pretrain_books: list[books_csv.Book] = ()
+    books: list[books_csv.Book],
+    path: str,
+    pretrain_books: list[books_csv.Book] = (),
+    seed: int = constants.SAMPLE_SEED,
 ) -> None:
     """The sampled books as JSON lines: read back by a Beam source, so that the
     selection travels as a file and not inside the job graph (Dataflow refuses
-    graphs over about 10 MB)."""
+    graphs over about 10 MB).
+
+    In a seeded random order, not category by category: the downloads are asked for
+    in about this order and a large selection's splits are written as they finish,
+    so grouped books would give grouped training files (a Trainer's shuffle buffer
+    then mixes few categories)."""
+    marked = [*((b, False) for b in books), *((b, True) for b in pretrain_books)]
+    marked.sort(key=lambda item: (books_csv.sample_key(seed + 1, item[0].row), item[0].row))
     with fileio.open(path, "w") as f:
-        for book, pretrain in [*((b, False) for b in books), *((b, True) for b in pretrain_books)]:
+        for book, pretrain in marked:
             fields = dataclasses.asdict(book)
             fields["authors"] = list(book.authors)
             del fields["authors_field"]
