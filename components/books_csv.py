@@ -465,21 +465,6 @@ def pretraining_quotas(
     return quota
 
 
-def split_off_smallest_keys(
-    books: Sequence[Book], quota: dict[str, int], seed: int
-) -> tuple[list[Book], list[Book]]:
-    """(each category's `quota[c]` books of smallest sample_key, the others), both in
-    `books`' order: sample_books' choice for `quota`, out of a larger sample."""
-    by_key = sorted(books, key=lambda b: (sample_key(seed, b.row), b.row))
-    taken: collections.Counter = collections.Counter()
-    first = set()
-    for book in by_key:
-        if taken[book.category] < quota.get(book.category, 0):
-            taken[book.category] += 1
-            first.add(book.row)
-    return [b for b in books if b.row in first], [b for b in books if b.row not in first]
-
-
 @dataclasses.dataclass(frozen=True)
 class PretrainPool:
     """Which books beyond the selection CoverExampleGen keeps for pretraining."""
@@ -533,5 +518,8 @@ def select_books(
     sampled = sample_books(second, both, seed)
     if second.category_counts != reader.category_counts:
         raise CsvFormatError(f"{path} changed while it was being read; rerun once it is written")
-    books, pretrain_books = split_off_smallest_keys(sampled, quota, seed)
+    # Of a category's sample, its quota's books of smallest keys are the selection's.
+    books = sample_books(sampled, quota, seed)
+    chosen = {book.row for book in books}
+    pretrain_books = [book for book in sampled if book.row not in chosen]
     return Selection(reader, table, categories, books, pretrain_books)

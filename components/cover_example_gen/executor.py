@@ -234,6 +234,12 @@ def to_example(cover: dict) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
+def written_splits(split_names: list[str], settings: IngestSettings) -> list[str]:
+    """The splits the examples artifact holds: the configured ones, and the pretraining
+    split when asked for."""
+    return split_names + [constants.PRETRAIN_SPLIT] * settings.pretrain
+
+
 def failure_line(failure: dict) -> str:
     """One row of failures.csv, safe to open in a spreadsheet (URLs come from the CSV)."""
     out = io.StringIO()
@@ -277,7 +283,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         )
         split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
         buckets = [s.hash_buckets for s in output_config.split_config.splits]
-        written = split_names + [constants.PRETRAIN_SPLIT] * settings.pretrain
+        written = written_splits(split_names, settings)
 
         csv_path = os.path.join(
             exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits[0].pattern
@@ -349,7 +355,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         split_covers = downloaded.covers | "DedupeAndSplit" >> DedupeAndSplit(
             buckets, split_names, settings.seed, staging_dir
         )
-        for name in split_names + [constants.PRETRAIN_SPLIT] * settings.pretrain:
+        for name in written_splits(split_names, settings):
             placed = split_covers | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
             if selected <= ORDERED_WRITE_MAX_COVERS:
                 # In the CSV's row order, not the order the downloads finished: the
