@@ -1,6 +1,7 @@
 """books_data.csv parsing, category analysis, selection and balanced sampling."""
 
 import collections
+import csv
 import os
 import tracemalloc
 
@@ -249,3 +250,55 @@ def test_every_row_gives_each_row_what_was_read_of_it_and_the_same_reasons():
     uncategorised = [book for book, reason in rows if reason == "no_category"]
     assert uncategorised and all(book.image_url and book.title for book in uncategorised)
     assert not any(book.category for book in uncategorised)
+
+
+def _category_by_the_general_parse(text: str) -> tuple[str, str]:
+    if books_csv.list_depth(text) > books_csv.MAX_LIST_DEPTH:
+        return "", "nested_too_deep"
+    try:
+        items = books_csv.parse_list_field(text)
+    except ValueError:
+        return "", "bad_categories"
+    return next((c for c in map(books_csv.plain_text, items) if c), ""), ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "['Fiction']", "['Body, Mind & Spirit']", "['Juvenile Fiction']", "['A.I. (theory)/2+']",
+        "['Fiction', 'History']", "['  Fiction']", "['Fiction  Noir']", "['Fiction ']",
+        "['Fic\\ntion']", "['Fic\x85tion']", "['Fic\u00a0tion']", "['Ficción']", '["Children\'s"]',
+        "['']", "[]", "", "Fiction", "['Fiction'", "[['Fiction']]", "[[[[['x']]]]]", "['_x']",
+        "[ 'Fiction' ]", "['Fiction',]", "['a\\'b']", "['x\x00y']",
+    ],
+)  # fmt: skip
+def test_the_categories_fast_path_reads_as_the_general_parse(text):
+    assert books_csv.read_category(text) == _category_by_the_general_parse(text)
+
+
+def test_every_category_of_the_real_sample_reads_as_the_general_parse():
+    with open(SAMPLE, newline="", encoding="utf-8") as f:
+        fields = [row["categories"] for row in csv.DictReader(f)]
+    assert sum(bool(books_csv.PLAIN_CATEGORY.fullmatch(text)) for text in fields) >= 60
+    for text in fields:
+        assert books_csv.read_category(text) == _category_by_the_general_parse(text)
+
+
+def test_rows_read_as_a_dict_reader_would_read_them(tmp_path):
+    """Short rows have empty fields, a column named twice gives its last value, blank
+    lines are no rows: csv.DictReader's reading, which the reader's own replaced."""
+    path = tmp_path / "books.csv"
+    path.write_text(
+        "Title,image,categories,image\n"
+        "Short,http://x/first.jpg\n"
+        "\n"
+        "Twice,http://x/ignored.jpg,['Art'],http://x/kept.jpg\n"
+    )
+    reader = books_csv.BookReader(str(path))
+    rows = list(reader.every_row())
+    assert reader.rows_read == 2 and reader.lines == 3
+    (short, short_reason), (twice, twice_reason) = rows
+    assert (short.row, short.title, short.image_url, short_reason) == (1, "Short", "", "no_image")
+    assert (twice.row, twice.image_url, twice.category, twice_reason) == (
+        2, "http://x/kept.jpg", "Art", "",
+    )  # fmt: skip
