@@ -25,6 +25,7 @@ import tensorflow as tf
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -219,6 +220,19 @@ class _WatchedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 
+class _CoverAdapter(HTTPAdapter):
+    """requests' adapter, less the cookie jar and text encoding it reads from every
+    answer: a cover's download uses neither (about 40 us of CPU a cover)."""
+
+    def build_response(self, req: requests.PreparedRequest, resp) -> requests.Response:
+        response = requests.Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.raw, response.reason, response.url = resp, resp.reason, req.url
+        response.request, response.connection = req, self
+        return response
+
+
 class CoverSession(requests.Session):
     """A requests session that also carries the name resolver its connections use
     (tests hand in their own, to map names to 127.0.0.x without DNS)."""
@@ -233,7 +247,7 @@ def make_session(connections: int, resolver: url_policy.Resolver | None = None) 
     session = CoverSession()
     if resolver is not None:
         session.resolver = resolver
-    adapter = HTTPAdapter(pool_connections=connections, pool_maxsize=connections, max_retries=0)
+    adapter = _CoverAdapter(pool_connections=connections, pool_maxsize=connections, max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {
         "http": _WatchedHTTPPool,
         "https": _WatchedHTTPSPool,
@@ -260,12 +274,18 @@ def local_location(url: str) -> str | None:
     return None
 
 
+def _plainly_remote(url: str) -> bool:
+    """An http(s) URL by its first characters, without parsing it (local_location's
+    answer for most covers, at a fraction of its cost)."""
+    return url[:8].lower().startswith(("http://", "https://"))
+
+
 def checked_target(url: str, cfg: FetchConfig) -> str:
     """What the URL policy allows to be read for `url`, before anything is fetched or
     looked up in the cache: the local file it names, or the URL itself for http(s).
 
     Refusals say which rule refused and nothing about the target."""
-    location = local_location(url)
+    location = None if _plainly_remote(url) else local_location(url)
     if location is not None:
         if not cfg.allow_local_files:
             raise CoverError("forbidden_local_file", "not read: local files are not allowed")
@@ -326,7 +346,7 @@ def fetch_url(url: str, session: requests.Session, cfg: FetchConfig) -> bytes:
 
 def fetch_target(url: str, target: str, session: requests.Session, cfg: FetchConfig) -> bytes:
     """fetch_url for a URL whose policy checks passed: `target` is checked_target's answer."""
-    if local_location(url) is not None:
+    if not _plainly_remote(url) and local_location(url) is not None:
         return read_local(target, cfg.max_bytes, cfg.deadline_s)
     deadline = time.monotonic() + cfg.deadline_s
     CURRENT.cfg, CURRENT.resolver = cfg, getattr(session, "resolver", socket.getaddrinfo)
@@ -423,14 +443,26 @@ def _prepared_get(url: str, session: requests.Session) -> tuple[requests.Prepare
     merging the session's cookie jar and hooks, which stay empty: responses go through
     the adapter, which stores no cookies."""
     proxies, bundle, auth = _environment(url, session)
-    prepared = requests.PreparedRequest()
-    prepared.prepare(method="GET", url=url, headers=session.headers, auth=auth)
     settings = {
         "proxies": merge_setting(dict(proxies), session.proxies),
         "verify": merge_setting(bundle, session.verify),
         "cert": session.cert,
         "stream": True,
     }
+    # The headers (the session's, credentials of the URL or ~/.netrc) are the same for
+    # every URL of a scheme, host and port while the session's headers are: prepared
+    # once, then only the URL is (about 50 us of CPU a cover).
+    key = (urllib.parse.urlsplit(url).netloc, auth, tuple(session.headers.items()))
+    known = session.__dict__.setdefault("_prepared_headers", {})
+    headers = known.get(key)
+    if headers is None:
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="GET", url=url, headers=session.headers, auth=auth)
+        known[key] = prepared.headers.copy()
+        return prepared, settings
+    prepared = requests.PreparedRequest()
+    prepared.method, prepared.headers = "GET", headers.copy()
+    prepared.prepare_url(url, None)
     return prepared, settings
 
 

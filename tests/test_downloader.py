@@ -424,9 +424,17 @@ def test_a_request_is_prepared_as_requests_would_prepare_it(environment, monkeyp
         "http://other.invalid/b.jpg",
         "http://user:pw@other.invalid/c.jpg",
         "https://netrc.invalid/d.jpg",
+        "http://covers.invalid/e f.jpg?size=1&q=%7e",  # the host's headers, prepared again
+        "http://user:pw@other.invalid/g.jpg",
+        "https://netrc.invalid/h.jpg",
     ]
+    changes = (
+        lambda: None,
+        lambda: setattr(session, "verify", "/mine.pem"),
+        lambda: session.headers.update({"User-Agent": "changed", "X-Extra": "1"}),
+    )
     with downloader.make_session(2) as session:
-        for change in (lambda: None, lambda: setattr(session, "verify", "/mine.pem")):
+        for change in changes:
             change()
             for url in urls:
                 expected = session.prepare_request(requests.Request("GET", url))
