@@ -44,6 +44,7 @@ PREDICTION_FIELDS = (
 # Why a row taken is not a usable book, when that does not stop its classification.
 CLASSIFIABLE = ("", "no_category")
 READ_COUNTS = "read_counts"  # ClassifyRows' output of the read's counts
+UNREADABLE = "unreadable"  # read_rows' output of the rows that cannot be classified
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,21 +77,21 @@ def taken(book: Book, reason: str, all_rows: bool) -> bool:
 
 
 def read_rows(csv_path: str, all_rows: bool) -> Iterator[dict | beam.pvalue.TaggedOutput]:
-    """The rows to classify, one streaming pass; `failure` is why one cannot be (no
-    image URL, an unreadable row), or "". Last, tagged READ_COUNTS: rows in the file,
-    rows taken and covers to fetch (the live progress's total)."""
+    """The rows to classify, one streaming pass: those with a cover to fetch, and, tagged
+    UNREADABLE, the prediction rows of those that cannot be classified (no image URL, an
+    unreadable row). Last, tagged READ_COUNTS: rows in the file, rows taken and covers to
+    fetch (the live progress's total)."""
     reader = BookReader(csv_path)
     rows = covers = 0
     for book, reason in reader.every_row():
         if taken(book, reason, all_rows):
             rows += 1
-            covers += reason in CLASSIFIABLE
-            yield {
-                "row": book.row,
-                "title": book.title,
-                "image_url": book.image_url,
-                "failure": "" if reason in CLASSIFIABLE else reason,
-            }
+            found = {"row": book.row, "title": book.title, "image_url": book.image_url}
+            if reason in CLASSIFIABLE:
+                covers += 1
+                yield found
+            else:
+                yield beam.pvalue.TaggedOutput(UNREADABLE, failed_row(found, reason))
     counts = {"rows_read": reader.rows_read, "rows_taken": rows, "covers_to_fetch": covers}
     yield beam.pvalue.TaggedOutput(READ_COUNTS, counts)
 
@@ -142,16 +143,13 @@ class ClassifyRows(beam.PTransform):
             # The model loads on another core while this worker reads the file.
             | "LoadModelAhead" >> beam.Map(_loading_ahead, self._model_dir)
             | "ReadRows"
-            >> beam.FlatMap(read_rows, settings.all_rows).with_outputs(READ_COUNTS, main="rows")
+            >> beam.FlatMap(read_rows, settings.all_rows).with_outputs(
+                READ_COUNTS, UNREADABLE, main="rows"
+            )
         )
         counts = read[READ_COUNTS]
         covers_to_fetch = beam.pvalue.AsSingleton(
             counts | "CoversToFetch" >> beam.Map(lambda c: c["covers_to_fetch"])
-        )
-        unreadable = (
-            read.rows
-            | "Unreadable" >> beam.Filter(lambda row: row["failure"])
-            | "UnreadableRow" >> beam.Map(lambda row: failed_row(row, row["failure"]))
         )
         # The file is read as one stream (row numbers follow its order); from here on
         # the rows with a cover to fetch (14,622 of the 48,624 taken in the full-size
@@ -159,7 +157,6 @@ class ClassifyRows(beam.PTransform):
         # the counts it made are there when the first cover is fetched.
         downloads = (
             read.rows
-            | "Readable" >> beam.Filter(lambda row: not row["failure"])
             | "Spread" >> beam.Reshuffle()
             | "Download"
             # Its live progress (covers done of the total, rate, failures, ETA) is the
@@ -187,7 +184,7 @@ class ClassifyRows(beam.PTransform):
             | "MostConfident"
             >> beam.combiners.Top.PerKey(GALLERY_PER_CATEGORY, key=lambda entry: entry["score"])
         )
-        rows = (unreadable, not_downloaded, predicted) | "AllRows" >> beam.Flatten()
+        rows = (read[UNREADABLE], not_downloaded, predicted) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "gallery": gallery, READ_COUNTS: counts}
 
 
