@@ -444,3 +444,16 @@ def test_a_request_is_prepared_as_requests_would_prepare_it(environment, monkeyp
                 assert prepared.headers == expected.headers, url
                 assert found == {**settings, "stream": True}, url
         assert "Authorization" in fetching._prepared_get(urls[3], session)[0].headers
+
+
+def test_a_session_remembers_a_bounded_number_of_hosts(monkeypatch):
+    """What is read and prepared per host is kept for a bounded number of hosts: a CSV
+    naming a new host on every row does not grow the session without end. Nothing is
+    sent here."""
+    monkeypatch.setattr(fetching, "MAX_HOSTS_REMEMBERED", 3)
+    with downloader.make_session(2) as session:
+        for n in range(10):
+            url = f"http://host{n}.invalid/cover.jpg"
+            prepared, _ = fetching._prepared_get(url, session)
+            assert prepared.url == url and prepared.headers["User-Agent"]
+            assert len(session._prepared_headers) <= 3 and len(session._environment) <= 3

@@ -126,18 +126,12 @@ class _LastWrite:
 
 class _CsvLine(beam.DoFn):
     """A prediction row as one CSV line (spreadsheet-safe cells), through one writer per
-    DoFn instance: a writer and a buffer per row cost about 10 us, as much again as the
-    rest of the row's way to the file."""
+    DoFn instance, made where it runs: a writer and a buffer per row cost as much again
+    as the rest of the row's way to the file."""
 
-    def __init__(self):
+    def setup(self):
         self._file = _LastWrite()
         self._writer = csv.writer(self._file, lineterminator="")
-
-    def __getstate__(self) -> dict:  # the writer is rebuilt where the DoFn runs
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__()
 
     def process(self, row: dict) -> list[str]:
         self._writer.writerow(spreadsheet.safe_row(row[field] for field in PREDICTION_FIELDS))
