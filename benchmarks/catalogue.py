@@ -11,10 +11,11 @@ sides classify the rows without a category that have an image URL, with the same
   baseline  one process: a ThreadPool of requests.get with as many threads as ours has
             connections, and serving_default in batches of 64 (no checks, no resize)
 Each runs as its own process, TensorFlow's start-up and the model's load included.
-On this 2-core machine the same command's time moves by 10-20% from run to run, and
+On this 2-core machine the same command's time moves by 10-30% from run to run, and
 the machine's speed drifts over minutes, so both sides run `--rounds` times one after
 the other, alternating which goes first: the ratio is the median of the rounds' own
-ratios, the rates each side's median (every round's times are in the result).
+ratios (5 rounds by default), the rates each side's median (every round's times are in
+the result).
 Without --model, a model is trained first on the embedded data (1 epoch).
 """
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", help="a pushed model (default: one trained first)")
     parser.add_argument("--work-dir", default="/tmp/bookcover-catalogue")
     parser.add_argument("--port", type=int, default=amazon_like.DEFAULT_PORT)
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each side (default 5)")
     parser.add_argument("--baseline-only", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.baseline_only:  # the baseline's own process
