@@ -420,13 +420,12 @@ def _follow_redirects(url: str, session: requests.Session, cfg: FetchConfig) -> 
     raise CoverError("too_many_redirects", f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
-def _environment(url: str, session: requests.Session) -> tuple[dict, str | None, object]:
+def _environment(url: str, site: str, session: requests.Session) -> tuple[dict, str | None, object]:
     """What requests reads from the environment for a URL: proxies (after no_proxy), a CA
     bundle named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, ~/.netrc credentials. Read once
-    per scheme, host and port of a session: reading them for every request cost about
-    100 us of CPU a cover, and they do not change during a run."""
-    parts = urllib.parse.urlsplit(url)
-    key = (f"{parts.scheme}://{parts.netloc}", session.trust_env)
+    per `site` (the URL's scheme://netloc) of a session: reading them for every request
+    cost about 100 us of CPU a cover, and they do not change during a run."""
+    key = (site, session.trust_env)
     known = _remembered(session, "_environment")
     if key not in known:
         if session.trust_env:
@@ -453,7 +452,9 @@ def _prepared_get(url: str, session: requests.Session) -> tuple[requests.Prepare
     verify and cert; the environment's proxies, CA bundle and credentials), without
     merging the session's cookie jar and hooks, which stay empty: responses go through
     the adapter, which stores no cookies."""
-    proxies, bundle, auth = _environment(url, session)
+    parts = urllib.parse.urlsplit(url)
+    site = f"{parts.scheme}://{parts.netloc}"
+    proxies, bundle, auth = _environment(url, site, session)
     settings = {
         "proxies": merge_setting(dict(proxies), session.proxies),
         "verify": merge_setting(bundle, session.verify),
@@ -463,7 +464,7 @@ def _prepared_get(url: str, session: requests.Session) -> tuple[requests.Prepare
     # The headers (the session's, credentials of the URL or ~/.netrc) are the same for
     # every URL of a host while the session's headers are: prepared once, then only the
     # URL is (requests' whole preparation was a fifth of a request's client CPU).
-    key = (urllib.parse.urlsplit(url).netloc, auth, tuple(session.headers.items()))
+    key = (site, auth, tuple(session.headers.items()))
     known = _remembered(session, "_prepared_headers")
     headers = known.get(key)
     if headers is None:
