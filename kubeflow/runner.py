@@ -90,6 +90,7 @@ TRAINING_KEYS = (
     "epochs",
     "tuner_epochs",
     "pretrain_epochs",
+    "ensemble_members",
     "mixed_precision",
     "parallel_trials",
 )
@@ -106,6 +107,7 @@ RANGES = {
     "epochs": (int, 1, None),
     "tuner_epochs": (int, 1, None),
     "pretrain_epochs": (int, 0, None),
+    "ensemble_members": (int, 1, None),
     "batch_size": (int, 1, 65536),
     "parallel_trials": (int, 1, 1024),
     "accuracy_floor": (float, 0, None),
@@ -189,6 +191,7 @@ def training_settings(config: dict, root: str):
         model_options=config.get("model_options"),
         tuner_epochs=config.get("tuner_epochs"),
         pretrain_epochs=config.get("pretrain_epochs"),
+        ensemble_members=config.get("ensemble_members"),
         mixed_precision=config.get("mixed_precision"),
         parallel_trials=config.get("parallel_trials"),
         backup_dir=f"{root}/trainer_backup",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -17,16 +19,48 @@ BULK_INFERENCE_SIGNATURE = "bulk_inference"
 CHUNK = 64
 
 
-def reads_titles(model: keras.Model) -> bool:
-    """Whether the model has a title input (inputs=cover_title) beside the cover's."""
-    return any(tensor.name == constants.TITLE_TOKENS_KEY for tensor in model.inputs)
+def reads_titles(model: keras.Model | Sequence[keras.Model]) -> bool:
+    """Whether the model (an ensemble's first) has a title input (inputs=cover_title)
+    beside the cover's."""
+    (first, *_) = members_of(model)
+    return any(tensor.name == constants.TITLE_TOKENS_KEY for tensor in first.inputs)
+
+
+def members_of(model: keras.Model | Sequence[keras.Model]) -> list[keras.Model]:
+    """The networks behind one exported model: the model, or an ensemble's members, which
+    must read the same inputs and answer the same classes (a ValueError otherwise)."""
+    members = [model] if isinstance(model, keras.Model) else list(model)
+    if not members:
+        raise ValueError("an ensemble needs at least one model")
+    shapes = {
+        (tuple((t.name, tuple(t.shape)) for t in m.inputs), tuple(m.outputs[0].shape))
+        for m in members
+    }
+    if len(shapes) > 1:
+        raise ValueError(f"an ensemble's members must take and answer alike; got {shapes}")
+    return members
+
+
+def averaged(members: list[keras.Model]):
+    """The members' mean probabilities, as one model's (float32, whatever their policy)."""
+
+    def probabilities(features):
+        found = [tf.cast(m(features, training=False), tf.float32) for m in members]
+        return found[0] if len(found) == 1 else tf.add_n(found) / len(found)
+
+    return probabilities
 
 
 class CoverClassifier(tf.Module):
     """Serves raw cover bytes or tf.Examples; one Transform graph for all paths."""
 
-    def __init__(self, model: keras.Model, tf_transform_output: tft.TFTransformOutput):
+    def __init__(
+        self,
+        model: keras.Model | Sequence[keras.Model],
+        tf_transform_output: tft.TFTransformOutput,
+    ):
         super().__init__()
+        members = members_of(model)
         # TF Serving's loader (C++ LoadSavedModel, like a TF1 Session) restores only
         # the tf.Variables the SavedModel's saver knows; a Keras 3 variable is a
         # wrapper the saver records under another object, and the graph's reads of
@@ -34,18 +68,19 @@ class CoverClassifier(tf.Module):
         # So the module tracks the backing tf.Variables themselves, every one, the
         # augmentation layers' seed states included (a served function that captures
         # one the module cannot reach fails to save), and holds the Keras model only
-        # in a closure, untracked.
-        self.model_variables = [variable.value for variable in model.variables]
-        self._model = lambda images: model(images, training=False)
+        # in a closure, untracked. An ensemble's members are all called, and their
+        # probabilities averaged, in every signature.
+        self.model_variables = [variable.value for m in members for variable in m.variables]
+        self._model = averaged(members)
         self.tft_layer = tf_transform_output.transform_features_layer()
         names = inputs.category_names(tf_transform_output)
         self.class_names = tf.Variable(names, trainable=False, name="class_names")
         self.num_classes = len(names)
         self.image_spec = raw_feature_spec(tf_transform_output, (constants.IMAGE_KEY,))
         # The transformed features the model takes: its input layers' names.
-        self.reads_titles = reads_titles(model)
+        self.reads_titles = reads_titles(members)
         (self.model_input_key,) = [
-            t.name for t in model.inputs if t.name != constants.TITLE_TOKENS_KEY
+            t.name for t in members[0].inputs if t.name != constants.TITLE_TOKENS_KEY
         ]
         self.category_spec = raw_feature_spec(tf_transform_output, (constants.CATEGORY_KEY,))
         # A missing title is an empty one: a served example may leave it out.
@@ -72,7 +107,7 @@ class CoverClassifier(tf.Module):
             if self.reads_titles:
                 raw[constants.TITLE_KEY] = tf.reshape(titles[start : start + CHUNK], [-1, 1])
             features = self.tft_layer(raw)
-            probabilities = tf.cast(self._model(self._model_inputs(features)), tf.float32)
+            probabilities = self._model(self._model_inputs(features))
             return start + CHUNK, found.write(start // CHUNK, probabilities)
 
         found = tf.TensorArray(
@@ -181,8 +216,12 @@ class CoverTitleClassifier(CoverClassifier):
 
 
 def export_model(
-    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
+    model: keras.Model | Sequence[keras.Model],
+    tf_transform_output: tft.TFTransformOutput,
+    export_dir: str,
 ) -> None:
+    """The model, or an ensemble of models (their probabilities averaged), behind the
+    serving signatures, with the Transform graph, in export_dir."""
     module = (CoverTitleClassifier if reads_titles(model) else CoverClassifier)(
         model, tf_transform_output
     )

@@ -147,6 +147,11 @@ TRAIN_PATIENCE = 15
 # Epochs of the PretrainTrainer (models/trainer.py pretrain_fn) on every category's
 # covers before the Trainer fine-tunes on the selected ones; 0 leaves the step out.
 PRETRAIN_EPOCHS = 0
+# Networks the Trainer trains, each from its own seed, and exports as one model that
+# averages their probabilities (models/export.py). On real covers three scored 44.1%
+# top-1 against 40.6-41.2% for one (benchmarks/README.md, "Ensembles"), at three times
+# the Trainer's time: past the quality benchmark's hour on 2 cores, so 1 by default.
+ENSEMBLE_MEMBERS = 1
 # Serialized examples (about 5 KB each) in the training data's shuffle buffer: the
 # whole training set, up to MAX_SHUFFLE_BUFFER (160 MB). A split's files can hold
 # its examples grouped by category (downloads finish roughly in the order they were

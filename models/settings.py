@@ -12,9 +12,16 @@ _DEFAULT = hyperparameters.PRESETS["default"]
 # Keys only one of the two steps reads. Each step is given the others' keys
 # left out, so that changing the Trainer's epochs does not rerun the Tuner.
 TUNER_ONLY = ("tuner_epochs", "tuner_patience")
-TRAINER_ONLY = ("train_epochs", "train_patience", "backup_dir", "pretrain_epochs")
-# Keys of the Trainer's the PretrainTrainer does not read: the fine-tuning's length.
-FINE_TUNING_ONLY = ("train_epochs", "train_patience")
+TRAINER_ONLY = (
+    "train_epochs",
+    "train_patience",
+    "backup_dir",
+    "pretrain_epochs",
+    "ensemble_members",
+)
+# Keys of the Trainer's the PretrainTrainer does not read: the fine-tuning's length and
+# how many networks it trains.
+FINE_TUNING_ONLY = ("train_epochs", "train_patience", "ensemble_members")
 # Read by the Tuner's executor from TuneArgs, not by tuner_fn: in neither custom_config.
 TUNE_ARGS_ONLY = ("parallel_trials",)
 
@@ -72,6 +79,9 @@ class TrainingSettings:
     # Epochs of pretraining on every category's covers (models/trainer.py
     # pretrain_fn) before the Trainer's; 0: no pretraining.
     pretrain_epochs: int = hyperparameters.PRETRAIN_EPOCHS
+    # Networks the Trainer trains from different seeds and exports as one model that
+    # averages their probabilities; 1: a single network.
+    ensemble_members: int = hyperparameters.ENSEMBLE_MEMBERS
     # Where a killed Trainer's state waits for its rerun; "" keeps it in the run dir.
     backup_dir: str = ""
     # Trials run at once (TuneArgs.num_parallel_trials); 0: one per GPU, or 1 without.
@@ -92,6 +102,10 @@ class TrainingSettings:
             raise ValueError("the grid needs at least one learning rate and one filter count")
         if not isinstance(self.pretrain_epochs, int) or self.pretrain_epochs < 0:
             raise ValueError(f"pretrain_epochs {self.pretrain_epochs!r}: expected an integer >= 0")
+        if not isinstance(self.ensemble_members, int) or self.ensemble_members < 1:
+            raise ValueError(
+                f"ensemble_members {self.ensemble_members!r}: expected an integer >= 1"
+            )
         if not isinstance(self.parallel_trials, int) or self.parallel_trials < 0:
             raise ValueError(f"parallel_trials {self.parallel_trials!r}: expected an integer >= 0")
         if self.mixed_precision not in hyperparameters.MIXED_PRECISION_CHOICES:

@@ -30,6 +30,9 @@ BEST_EPOCH_FILE = "best_epoch.json"
 # The PretrainTrainer's model: the network's weights, and its categories and values.
 PRETRAINED_WEIGHTS = "pretrained.weights.h5"
 PRETRAINED_FILE = "pretrained.json"
+# An ensemble's later members keep their history and best epoch in these directories of
+# the model run's (member_2, member_3, ...); the first member's are the run's own.
+MEMBER_DIR_PREFIX = "member_"
 
 
 def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
@@ -222,8 +225,13 @@ def dtype_policy(name: str):
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def backup_dir_for(base: str, fn_args, hparams: dict, settings: TrainingSettings) -> str:
-    """A stable directory per training job, so a killed run (and only it) resumes."""
+def backup_dir_for(
+    base: str, fn_args, hparams: dict, settings: TrainingSettings, member: int = 0
+) -> str:
+    """A stable directory per training job, so a killed run (and only it) resumes. An
+    ensemble's first member is the job a single network's run is: a run killed with one
+    member resumes as the first of more."""
+    not_identity = ("backup_dir", "ensemble_members")
     identity = json.dumps(
         {
             "train": sorted(fn_args.train_files),
@@ -231,7 +239,8 @@ def backup_dir_for(base: str, fn_args, hparams: dict, settings: TrainingSettings
             "transform": fn_args.transform_graph_path,
             "base_model": getattr(fn_args, "base_model", None),
             "hparams": hparams,
-            "settings": {k: v for k, v in settings.for_trainer().items() if k != "backup_dir"},
+            "settings": {k: v for k, v in settings.for_trainer().items() if k not in not_identity},
+            **({"member": member} if member else {}),
         },
         sort_keys=True,
         default=str,
@@ -291,6 +300,14 @@ class Job:
     step: str = "Trainer"  # its name in progress lines
     classes: list[str] | None = None  # pretraining: the categories it labels by
     title_ids: int = 0
+    member: int = 0  # which network of an ensemble: its seed's offset
+
+    def run_dir(self, fn_args) -> str:
+        """Where its history, best epoch and TensorBoard logs go: the model run's
+        directory, or a member's directory in it for an ensemble's later members."""
+        if not self.member:
+            return fn_args.model_run_dir
+        return os.path.join(fn_args.model_run_dir, f"{MEMBER_DIR_PREFIX}{self.member + 1}")
 
 
 def train(
@@ -319,18 +336,18 @@ def train(
     # A run's model depends on its data and settings alone: the same initial weights,
     # augmentation draws and order of examples every time (the Tuner's trial of these
     # values started from the same seed).
-    keras.utils.set_random_seed(trial_seed(hp.values))
+    keras.utils.set_random_seed(trial_seed(hp.values) + job.member)
     train_data, evaluation = datasets(
         fn_args, tf_transform_output, batch_size, hp, job.counts, strategy, True, job.classes
     )
     steps_per_epoch = max(1, -(-sum(job.counts) // (batch_size * replicas)))
-    run_dir = fn_args.model_run_dir
+    run_dir = job.run_dir(fn_args)
     # Every path here may be a gs:// or s3:// URI on a cluster: fileio, never os.
     fileio.makedirs(run_dir)
-    backup_base = settings.backup_dir or os.path.join(run_dir, "backup")
+    backup_base = settings.backup_dir or os.path.join(fn_args.model_run_dir, "backup")
     # This job's backup: Keras' resume state, the best epoch's weights and every epoch's
     # history, so a rerun after a kill exports the best of all epochs (models/resume.py).
-    job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings)
+    job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings, job.member)
     monitor = "val_accuracy" if job.classes else model.selection_metric(hp)
     best = resume.TrainingRecord(job_dir, monitor=monitor)
     callbacks = training_callbacks(hp, settings, best, job_dir, run_dir, job.epochs, job.step)
@@ -354,7 +371,8 @@ def train(
 # TFX Trainer calls this.
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the CNN with the best hyperparameters and exports the serving model; with a
-    base model (the PretrainTrainer's), from its layers."""
+    base model (the PretrainTrainer's), from its layers; with settings.ensemble_members
+    above 1, that many networks from different seeds, exported as one model."""
     settings = TrainingSettings.from_dict(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     hp = hyperparameters_from(fn_args, settings)
@@ -365,9 +383,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         settings.train_epochs,
         title_ids=title_ids_of(tf_transform_output, hp),
     )
-    cnn, job_dir = train(fn_args, settings, tf_transform_output, job)
-    export.export_model(cnn, tf_transform_output, fn_args.serving_model_dir)
-    fileio.rmtree(job_dir)  # done: a rerun of this job trains afresh
+    members, job_dirs = [], []
+    for member in range(settings.ensemble_members):
+        step = job.step
+        if settings.ensemble_members > 1:
+            step = f"{job.step} (member {member + 1} of {settings.ensemble_members})"
+        member_job = dataclasses.replace(job, member=member, step=step)
+        cnn, job_dir = train(fn_args, settings, tf_transform_output, member_job)
+        members.append(cnn)
+        job_dirs.append(job_dir)
+    export.export_model(members, tf_transform_output, fn_args.serving_model_dir)
+    for job_dir in job_dirs:  # done: a rerun of these jobs trains afresh
+        fileio.rmtree(job_dir)
 
 
 def cover_only(hp: keras_tuner.HyperParameters) -> keras_tuner.HyperParameters:

@@ -440,3 +440,18 @@ def test_pretraining_compiles_to_two_trainer_steps_the_second_fine_tuning_the_fi
     )
     with pytest.raises(SystemExit, match="pretrain_epochs"):
         compile_config({**config, "pretrain_epochs": -1}, tmp_path)
+
+
+def test_ensemble_members_reach_the_trainer_alone(tmp_path):
+    config = {
+        "image": IMAGE,
+        "pipeline_root": "gs://bucket/bookcover",
+        "books_csv": "gs://bucket/data/books_data.csv",
+        "ensemble_members": 3,
+    }
+    steps = {c.id: c for c in runner.build(config).components}
+    assert json.loads(steps["Trainer"].exec_properties["custom_config"])["ensemble_members"] == 3
+    # Not the Tuner's: more members do not rerun the search.
+    assert "ensemble_members" not in json.loads(steps["Tuner"].exec_properties["custom_config"])
+    with pytest.raises(SystemExit, match="ensemble_members"):
+        compile_config({**config, "ensemble_members": 0}, tmp_path)

@@ -330,3 +330,11 @@ def test_pretraining_flags_reach_the_trainer_and_ingestion_settings(capsys):
     with pytest.raises(SystemExit):
         local_runner.parse_args(["--pretrain-epochs", "-1"])
     assert "argument --pretrain-epochs" in capsys.readouterr().err
+
+
+def test_ensemble_members_flag_reaches_the_trainer_settings(capsys):
+    assert settings([]).ensemble_members == hyperparameters.ENSEMBLE_MEMBERS == 1
+    assert settings(["--ensemble-members", "3"]).ensemble_members == 3
+    with pytest.raises(SystemExit):
+        local_runner.parse_args(["--ensemble-members", "0"])
+    assert "argument --ensemble-members" in capsys.readouterr().err
