@@ -54,13 +54,16 @@ def probabilities(loaded, images: list[bytes], classes: list[str]) -> np.ndarray
     return np.concatenate(found)[:, [names.index(name) for name in classes]]
 
 
-def model_views(loaded, examples: dict, classes: list[str]) -> list[np.ndarray]:
-    """A model's probabilities for each view of every cover (VIEWS' order)."""
+def model_views(
+    loaded, examples: dict, classes: list[str], whole_only: bool = False
+) -> list[np.ndarray]:
+    """A model's probabilities for each view of every cover (VIEWS' order; the whole
+    cover's only, when `whole_only`)."""
     return [
         probabilities(
             loaded, [cropped(c, *view) if view[0] < 1 else c for c in examples["images"]], classes
         )
-        for view in VIEWS
+        for view in VIEWS[: 1 if whole_only else None]
     ]
 
 
@@ -69,15 +72,30 @@ def serving_dir(path: str) -> str:
     return inner if os.path.isdir(inner) else path
 
 
-def cases(views: dict[str, list[np.ndarray]], truth: list[str], classes: list[str]) -> dict:
-    """Top-1 and top-3 of each model and of their ensemble, with and without the views."""
+def ensembles(views: dict[str, list[np.ndarray]]) -> list[tuple[str, list[np.ndarray]]]:
+    """Every ensemble of two or more of the models (probabilities averaged, view by view):
+    all of them as "ensemble", smaller ones as "ensemble of A + B"."""
+    found = []
+    for size in range(2, len(views) + 1):
+        for names in itertools.combinations(views, size):
+            by_view = [
+                np.mean(same_view, axis=0)
+                for same_view in zip(*(views[n] for n in names), strict=True)
+            ]
+            name = "ensemble" if size == len(views) else "ensemble of " + " + ".join(names)
+            found.append((name, by_view))
+    return found
+
+
+def cases(
+    views: dict[str, list[np.ndarray]], truth: list[str], classes: list[str], tta: bool = True
+) -> dict:
+    """Top-1 and top-3 of each model and of their ensembles, with and without the views."""
     found = {}
-    for name, by_view in [*views.items(), ("ensemble", None)]:
-        if by_view is None:
-            by_view = [np.mean([v[i] for v in views.values()], axis=0) for i in range(len(VIEWS))]
-        for tta, probs in (("", by_view[0]), (" + TTA", np.mean(by_view, axis=0))):
+    for name, by_view in [*views.items(), *ensembles(views)]:
+        for suffix, probs in (("", by_view[0]), (" + TTA", np.mean(by_view, axis=0)))[: 1 + tta]:
             scored = titles.scores(probs, classes, truth)
-            found[name + tta] = {"top_1": scored["top_1"], "top_3": scored["top_3"]}
+            found[name + suffix] = {"top_1": scored["top_1"], "top_3": scored["top_3"]}
     return found
 
 
@@ -86,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--examples", required=True, help="CoverExampleGen's examples artifact")
     parser.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
     parser.add_argument("--baseline", help="the NAME of the model the others compare with")
+    parser.add_argument("--no-tta", action="store_true", help="the whole covers only")
+    parser.add_argument("--result", default="levers", help="results/RESULT.json")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
@@ -95,8 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     by_split = {}
     for split in ("eval", "test"):
         examples = titles.read_examples(args.examples, split, with_images=True)
-        views = {name: model_views(m, examples, classes) for name, m in loaded.items()}
-        by_split[split] = cases(views, examples["categories"], classes)
+        views = {name: model_views(m, examples, classes, args.no_tta) for name, m in loaded.items()}
+        by_split[split] = cases(views, examples["categories"], classes, not args.no_tta)
     chosen = max(by_split["eval"], key=lambda case: by_split["eval"][case]["top_1"])
     baseline = args.baseline or next(iter(models))
     ours, theirs = by_split["test"][chosen]["top_1"], by_split["test"][baseline]["top_1"]
@@ -104,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         found = [by_split[split][case]["top_1"] for split in ("eval", "test")]
         print(f"{case:30s} eval {found[0]:.4f}  test {found[1]:.4f}")
     return write_result(
-        "levers",
+        args.result,
         ours=ours,
         baseline=theirs,
         ratio=round(ours / theirs, 3),
