@@ -336,7 +336,7 @@ def train(
     # A run's model depends on its data and settings alone: the same initial weights,
     # augmentation draws and order of examples every time (the Tuner's trial of these
     # values started from the same seed).
-    keras.utils.set_random_seed(trial_seed(hp.values) + job.member)
+    keras.utils.set_random_seed(trial_seed(hp.values, job.member))
     train_data, evaluation = datasets(
         fn_args, tf_transform_output, batch_size, hp, job.counts, strategy, True, job.classes
     )

@@ -107,10 +107,11 @@ class RecordingGridSearch(keras_tuner.GridSearch):
             return json.loads(f.read())
 
 
-def trial_seed(values: dict) -> int:
-    """A seed from a trial's hyperparameter values, the same in every process."""
+def trial_seed(values: dict, offset: int = 0) -> int:
+    """A seed from a trial's hyperparameter values, the same in every process; `offset`
+    (an ensemble's member) gives another, still in the 32 bits NumPy's seed takes."""
     text = json.dumps(values, sort_keys=True, default=str)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+    return (int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") + offset) % 2**32
 
 
 def _log_printed(summary, *args) -> None:

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from models import export, inputs, model, trainer
+from models import export, inputs, model, trainer, tuning
 from models.settings import TrainingSettings
 from tests import images, run_fn_job, saved_model_loaders, tiny_model
 
@@ -139,3 +139,13 @@ def test_ensemble_members_must_be_a_positive_integer():
     assert "ensemble_members" not in TrainingSettings().for_tuner()
     assert "ensemble_members" not in TrainingSettings().for_pretrainer()
     assert TrainingSettings(ensemble_members=3).for_trainer()["ensemble_members"] == 3
+
+
+def test_every_member_s_seed_is_one_numpy_takes():
+    values = {"learning_rate": 1e-3, "first_filters": 16}
+    first = tuning.trial_seed(values)
+    assert tuning.trial_seed(values, 0) == first
+    assert tuning.trial_seed(values, 1) != first
+    # Past 2**32 - 1 (where keras.utils.set_random_seed would refuse it), it wraps.
+    assert tuning.trial_seed(values, 2**32 - first) == 0
+    keras.utils.set_random_seed(tuning.trial_seed(values, 2**32 - first + 5))
