@@ -11,6 +11,24 @@ from bookcover import plotting
 
 HISTORY_FILE = "history.json"
 CURVES_FILE = "training_curves.png"
+# An ensemble's later members keep their history in these directories of the model
+# run's (member_2, member_3, ...); the first member's is the run's own.
+MEMBER_DIR_PREFIX = "member_"
+
+
+def member_dir(model_run_dir: str, member: int) -> str:
+    """Where member `member` (0 for the first) of an ensemble keeps its history."""
+    if not member:
+        return model_run_dir
+    return os.path.join(model_run_dir, f"{MEMBER_DIR_PREFIX}{member + 1}")
+
+
+def later_member_dirs(model_run_dir: str) -> list[str]:
+    """The directories of an ensemble's later members, in the members' order; none for
+    a single network."""
+    found = fileio.glob(os.path.join(model_run_dir, f"{MEMBER_DIR_PREFIX}*"))
+    numbered = [(d, d.rstrip("/").rsplit(MEMBER_DIR_PREFIX, 1)[-1]) for d in found]
+    return [d for d, n in sorted(numbered, key=lambda pair: int(pair[1])) if n.isdigit()]
 
 
 def save_history(history: dict, out_dir: str) -> None:

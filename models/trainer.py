@@ -30,9 +30,6 @@ BEST_EPOCH_FILE = "best_epoch.json"
 # The PretrainTrainer's model: the network's weights, and its categories and values.
 PRETRAINED_WEIGHTS = "pretrained.weights.h5"
 PRETRAINED_FILE = "pretrained.json"
-# An ensemble's later members keep their history and best epoch in these directories of
-# the model run's (member_2, member_3, ...); the first member's are the run's own.
-MEMBER_DIR_PREFIX = "member_"
 
 
 def num_classes_of(tf_transform_output: tft.TFTransformOutput) -> int:
@@ -305,9 +302,7 @@ class Job:
     def run_dir(self, fn_args) -> str:
         """Where its history, best epoch and TensorBoard logs go: the model run's
         directory, or a member's directory in it for an ensemble's later members."""
-        if not self.member:
-            return fn_args.model_run_dir
-        return os.path.join(fn_args.model_run_dir, f"{MEMBER_DIR_PREFIX}{self.member + 1}")
+        return history.member_dir(fn_args.model_run_dir, self.member)
 
 
 def train(

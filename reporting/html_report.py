@@ -229,15 +229,29 @@ def _trials(results_uri: str | None, report_dir: str) -> dict | None:
 
 
 def _training(model_run_uri: str | None, report_dir: str) -> dict | None:
-    history = read_json(model_run_uri, training_history.HISTORY_FILE)
+    """The network's training, and each later member's of an ensemble (`members`)."""
+    first = _network(model_run_uri, report_dir)
+    if first is None:
+        return None
+    members = []
+    for number, run_dir in enumerate(training_history.later_member_dirs(model_run_uri), 2):
+        found = _network(run_dir, report_dir, f"{training_history.MEMBER_DIR_PREFIX}{number}_")
+        members.append({"number": number, **(found or {})})
+    return {**first, "members": members}
+
+
+def _network(run_dir: str | None, report_dir: str, plot_prefix: str = "") -> dict | None:
+    """One network's epochs, best validation accuracy and its epoch, and curves plot."""
+    history = read_json(run_dir, training_history.HISTORY_FILE)
     if history is None:
         return None
     best = int(np.argmax(history["val_accuracy"])) if history.get("val_accuracy") else None
+    curves = os.path.join(run_dir, training_history.CURVES_FILE)
     return {
         "epochs": len(history.get("loss", [])),
         "best_epoch": None if best is None else best + 1,
         "best_accuracy": None if best is None else _pct(history["val_accuracy"][best]),
-        "plot": _copy(os.path.join(model_run_uri, training_history.CURVES_FILE), report_dir),
+        "plot": _copy(curves, report_dir, plot_prefix + training_history.CURVES_FILE),
     }
 
 
@@ -328,8 +342,10 @@ def _int(value) -> str:
     return "n/a" if value is None else f"{int(value):,}"
 
 
-def _copy(path: str, report_dir: str) -> str | None:
+def _copy(path: str, report_dir: str, name: str = "") -> str | None:
+    """The file copied into the report (as `name`, or its own), and its name there."""
     if not fileio.exists(path):
         return None
-    fileio.copy(path, os.path.join(report_dir, os.path.basename(path)), overwrite=True)
-    return os.path.basename(path)
+    name = name or os.path.basename(path)
+    fileio.copy(path, os.path.join(report_dir, name), overwrite=True)
+    return name

@@ -10,8 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from models import export, inputs, model, trainer, tuning
+from models import export, history, inputs, model, trainer, tuning
 from models.settings import TrainingSettings
+from reporting import html_report
+from reporting.run_artifacts import RunArtifacts
 from tests import images, run_fn_job, saved_model_loaders, tiny_model
 
 pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
@@ -99,9 +101,16 @@ def test_the_trainer_trains_each_member_from_its_own_seed_and_exports_their_mean
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Trainer (member 2 of 2)" in done.stderr
-    run_dirs = [out / "run", out / "run" / f"{trainer.MEMBER_DIR_PREFIX}2"]
+    run_dirs = [out / "run", out / "run" / f"{history.MEMBER_DIR_PREFIX}2"]
+    assert history.later_member_dirs(str(out / "run")) == [str(run_dirs[1])]
     histories = [json.loads((d / "history.json").read_text()) for d in run_dirs]
     assert histories[0]["loss"] != histories[1]["loss"]  # not the same network twice
+    # The run's report shows every member's training.
+    report = tmp_path / "report"
+    page = html_report.write_report(RunArtifacts(model_run=str(out / "run")), {}, str(report))
+    text = open(page).read()
+    assert "averages the probabilities of 2 networks" in text and "Member 2" in text
+    assert {"training_curves.png", "member_2_training_curves.png"} <= set(os.listdir(report))
     assert os.listdir(out / "backup") == []  # both jobs' backups gone once exported
     # Each member rebuilt from its kept weights and exported alone: the Trainer's model
     # answers their mean.
