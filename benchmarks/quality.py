@@ -22,6 +22,9 @@ directory, the default pipeline writing the pretraining split without using it
 examples, Transform graph and Tuner from the cache: only the PretrainTrainer and the
 Trainer run), and the seed method on the same splits. Written to
 quality_pretraining.json.
+With `--ensemble-members N` (a runner flag) the result also holds each member alone
+on the test split (`ensemble_members`): the first is the network the run would train
+without an ensemble, so the default and the ensemble are measured on the same splits.
 `--cover-model DIR` (a cover-only Trainer's model artifact from an earlier run in the
 same output directory) skips the cover run: that model is scored on the title run's
 own test split instead, which must be the same examples artifact it was trained on
@@ -69,6 +72,46 @@ def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, list[str]]:
         images.append(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")))
         categories.append(feature[constants.CATEGORY_KEY].bytes_list.value[0].decode())
     return np.stack(images), categories
+
+
+def members_scored(run) -> list[dict] | None:
+    """Each network of an ensemble run (`--ensemble-members N`) alone on the test split,
+    exported alone and scored through serving_default; None for a single network. The
+    first member is the network a run without an ensemble trains (the same job and
+    seed): today's default, on the same splits as the ensemble."""
+    from models import history
+
+    later = history.later_member_dirs(run.model_run)
+    if not later:
+        return None
+    import json
+
+    import keras_tuner
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from benchmarks import levers, titles
+    from models import export, inputs, model, trainer
+
+    with open(os.path.join(run.best_hyperparameters, "best_hyperparameters.txt")) as f:
+        hp = keras_tuner.HyperParameters.from_config(json.load(f))
+    output = tft.TFTransformOutput(run.transform_graph)
+    classes = inputs.category_names(output)
+    test = titles.read_examples(run.examples, "test", with_images=True)
+    found = []
+    for number, run_dir in enumerate([run.model_run, *later], 1):
+        network = model.build_model(
+            hp, len(classes), title_vocabulary_size=trainer.title_ids_of(output, hp)
+        )
+        network.load_weights(os.path.join(run_dir, trainer.BEST_WEIGHTS))
+        with tempfile.TemporaryDirectory() as export_dir:
+            export.export_model(network, output, export_dir)
+            loaded = tf.saved_model.load(export_dir)
+            scored = titles.scores(
+                levers.probabilities(loaded, test["images"], classes), classes, test["categories"]
+            )
+        found.append({"member": number, "top_1": scored["top_1"], "top_3": scored["top_3"]})
+    return found
 
 
 def seed_method(examples_uri: str) -> dict:
@@ -400,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict:
     class_names = html_report.category_names(graph_uri)
     matrix = evaluation.confusion_matrix(evaluation_uri, len(class_names))
     epochs = trainer_epochs(out)
+    members = members_scored(last_run(out))
     baseline = None if args.skip_baseline else seed_method(examples_uri)
     total_s = time.monotonic() - started
     if not args.output_dir:
@@ -429,6 +473,7 @@ def main(argv: list[str] | None = None) -> dict:
         total_seconds=round(total_s, 1),
         components={k: v["wall_time_s"] for k, v in summary["components"].items()},
         trainer_epochs=epochs,
+        ensemble_members=members,
     )
 
 
