@@ -146,7 +146,7 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         type=bounded(int, 1),
         default=None,
         help="networks the Trainer trains from different seeds and exports as one model "
-        "averaging their probabilities (each costs a Trainer's time: 4 scored 46%% top-1 "
+        "averaging their probabilities (each costs a Trainer's time: 4 scored 45%% top-1 "
         f"against 41%% for 1 on real covers; default {hyperparameters.ENSEMBLE_MEMBERS})",
     )
     p.add_argument(

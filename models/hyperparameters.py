@@ -148,9 +148,9 @@ TRAIN_PATIENCE = 15
 # covers before the Trainer fine-tunes on the selected ones; 0 leaves the step out.
 PRETRAIN_EPOCHS = 0
 # Networks the Trainer trains, each from its own seed, and exports as one model that
-# averages their probabilities (models/export.py). On real covers four scored 45.6%
-# top-1 against 40.6-41.3% for one (benchmarks/README.md, "Ensembles"), at four times
-# the Trainer's time: past the quality benchmark's hour on 2 cores, so 1 by default.
+# averages their probabilities (models/export.py). On real covers four scored 45.1%
+# top-1 on average against 41.1% for one (benchmarks/README.md, "Ensembles"), at four
+# times the Trainer's time: past the quality benchmark's hour on 2 cores, so 1 by default.
 ENSEMBLE_MEMBERS = 1
 # Serialized examples (about 5 KB each) in the training data's shuffle buffer: the
 # whole training set, up to MAX_SHUFFLE_BUFFER (160 MB). A split's files can hold
