@@ -233,11 +233,13 @@ def _training(model_run_uri: str | None, report_dir: str) -> dict | None:
     first = _network(model_run_uri, report_dir)
     if first is None:
         return None
+    later = training_history.later_member_dirs(model_run_uri)
     members = []
-    for number, run_dir in enumerate(training_history.later_member_dirs(model_run_uri), 2):
+    for number, run_dir in enumerate(later, 2):
         found = _network(run_dir, report_dir, f"{training_history.MEMBER_DIR_PREFIX}{number}_")
-        members.append({"number": number, **(found or {})})
-    return {**first, "members": members}
+        if found:  # a member without a history is counted, not shown
+            members.append({"number": number, **found})
+    return {**first, "networks": 1 + len(later), "members": members}
 
 
 def _network(run_dir: str | None, report_dir: str, plot_prefix: str = "") -> dict | None:
