@@ -84,17 +84,17 @@ def members_scored(run) -> list[dict] | None:
     later = history.later_member_dirs(run.model_run)
     if not later:
         return None
-    import json
-
     import keras_tuner
     import tensorflow as tf
     import tensorflow_transform as tft
 
     from benchmarks import levers, titles
     from models import export, inputs, model, trainer
+    from reporting.summary import read_json
 
-    with open(os.path.join(run.best_hyperparameters, "best_hyperparameters.txt")) as f:
-        hp = keras_tuner.HyperParameters.from_config(json.load(f))
+    hp = keras_tuner.HyperParameters.from_config(
+        read_json(run.best_hyperparameters, "best_hyperparameters.txt")
+    )
     output = tft.TFTransformOutput(run.transform_graph)
     classes = inputs.category_names(output)
     test = titles.read_examples(run.examples, "test", with_images=True)

@@ -19,11 +19,9 @@ BULK_INFERENCE_SIGNATURE = "bulk_inference"
 CHUNK = 64
 
 
-def reads_titles(model: keras.Model | Sequence[keras.Model]) -> bool:
-    """Whether the model (an ensemble's first) has a title input (inputs=cover_title)
-    beside the cover's."""
-    (first, *_) = members_of(model)
-    return any(tensor.name == constants.TITLE_TOKENS_KEY for tensor in first.inputs)
+def reads_titles(model: keras.Model) -> bool:
+    """Whether the model has a title input (inputs=cover_title) beside the cover's."""
+    return any(tensor.name == constants.TITLE_TOKENS_KEY for tensor in model.inputs)
 
 
 def members_of(model: keras.Model | Sequence[keras.Model]) -> list[keras.Model]:
@@ -54,13 +52,10 @@ def averaged(members: list[keras.Model]):
 class CoverClassifier(tf.Module):
     """Serves raw cover bytes or tf.Examples; one Transform graph for all paths."""
 
-    def __init__(
-        self,
-        model: keras.Model | Sequence[keras.Model],
-        tf_transform_output: tft.TFTransformOutput,
-    ):
+    def __init__(self, members: list[keras.Model], tf_transform_output: tft.TFTransformOutput):
+        """`members`: the networks whose mean probabilities it serves, as members_of
+        gives them (one, for a single network)."""
         super().__init__()
-        members = members_of(model)
         # TF Serving's loader (C++ LoadSavedModel, like a TF1 Session) restores only
         # the tf.Variables the SavedModel's saver knows; a Keras 3 variable is a
         # wrapper the saver records under another object, and the graph's reads of
@@ -78,7 +73,7 @@ class CoverClassifier(tf.Module):
         self.num_classes = len(names)
         self.image_spec = raw_feature_spec(tf_transform_output, (constants.IMAGE_KEY,))
         # The transformed features the model takes: its input layers' names.
-        self.reads_titles = reads_titles(members)
+        self.reads_titles = reads_titles(members[0])
         (self.model_input_key,) = [
             t.name for t in members[0].inputs if t.name != constants.TITLE_TOKENS_KEY
         ]
@@ -222,8 +217,9 @@ def export_model(
 ) -> None:
     """The model, or an ensemble of models (their probabilities averaged), behind the
     serving signatures, with the Transform graph, in export_dir."""
-    module = (CoverTitleClassifier if reads_titles(model) else CoverClassifier)(
-        model, tf_transform_output
+    members = members_of(model)
+    module = (CoverTitleClassifier if reads_titles(members[0]) else CoverClassifier)(
+        members, tf_transform_output
     )
     signatures = {
         "serving_default": module.serve_images,
