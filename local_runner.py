@@ -48,8 +48,6 @@ def training_settings_from(args: argparse.Namespace, output_dir: str = ""):
         tuner_epochs=args.tuner_epochs,
         pretrain_epochs=args.pretrain_epochs,
         ensemble_members=args.ensemble_members,
-        snapshots=args.snapshots,
-        snapshot_epochs=args.snapshot_epochs,
         mixed_precision=args.mixed_precision,
         parallel_trials=args.parallel_trials,
         backup_dir=os.path.join(output_dir, "trainer_backup") if output_dir else "",
@@ -150,21 +148,6 @@ def training_flags(parser: argparse.ArgumentParser) -> None:
         help="networks the Trainer trains from different seeds and exports as one model "
         "averaging their probabilities (each costs a Trainer's time: 4 scored 45%% top-1 "
         f"against 41%% for 1 on real covers; default {hyperparameters.ENSEMBLE_MEMBERS})",
-    )
-    p.add_argument(
-        "--snapshots",
-        type=bounded(int, 0),
-        default=None,
-        help="restart cycles after each network's training, each from the network the "
-        f"last one ended with at {hyperparameters.SNAPSHOT_RATE_SHARE:g} of its learning "
-        "rate; every cycle's network joins the exported model, which averages them (a "
-        f"cycle costs --snapshot-epochs epochs; default {hyperparameters.SNAPSHOTS})",
-    )
-    p.add_argument(
-        "--snapshot-epochs",
-        type=bounded(int, 1),
-        default=None,
-        help=f"epochs of each snapshot cycle (default {hyperparameters.SNAPSHOT_EPOCHS})",
     )
     p.add_argument(
         "--tuner-epochs",

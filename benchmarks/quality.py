@@ -22,9 +22,9 @@ directory, the default pipeline writing the pretraining split without using it
 examples, Transform graph and Tuner from the cache: only the PretrainTrainer and the
 Trainer run), and the seed method on the same splits. Written to
 quality_pretraining.json.
-With `--ensemble-members N` or `--snapshots K` (runner flags) the result also holds
-each network alone on the test split, and the mean of the first ones (`networks`): the
-first is the network the run would train without either, so the default and the
+With `--ensemble-members N` (a runner flag) the result also holds each member alone
+on the test split, and the ensemble of the first ones (`ensemble_members`): the first
+is the network the run would train without an ensemble, so the default and the
 ensemble are measured on the same splits.
 `--cover-model DIR` (a cover-only Trainer's model artifact from an earlier run in the
 same output directory) skips the cover run: that model is scored on the title run's
@@ -75,21 +75,16 @@ def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, list[str]]:
     return np.stack(images), categories
 
 
-def networks_scored(run) -> list[dict] | None:
-    """Each network of an ensemble run (`--ensemble-members N`, `--snapshots K`) alone on
-    the test split, exported alone and scored through serving_default, in training order,
-    with the mean of it and every network before it (`running_top_1`); None for a single
-    network. The first is the network a run without an ensemble trains (the same job and
-    seed): today's default, on the same splits as the ensemble."""
+def members_scored(run) -> list[dict] | None:
+    """Each network of an ensemble run (`--ensemble-members N`) alone on the test split,
+    exported alone and scored through serving_default, with the mean of it and every
+    member before it (`running_top_1`: the ensemble of the first ones); None for a single
+    network. The first member is the network a run without an ensemble trains (the same
+    job and seed): today's default, on the same splits as the ensemble."""
     from models import history
 
-    members = [run.model_run, *history.later_member_dirs(run.model_run)]
-    networks = [
-        (member, snapshot, run_dir)
-        for member, member_dir in enumerate(members, 1)
-        for snapshot, run_dir in enumerate([member_dir, *history.snapshot_dirs(member_dir)])
-    ]
-    if len(networks) == 1:
+    later = history.later_member_dirs(run.model_run)
+    if not later:
         return None
     import keras_tuner
     import tensorflow as tf
@@ -106,7 +101,7 @@ def networks_scored(run) -> list[dict] | None:
     classes = inputs.category_names(output)
     test = titles.read_examples(run.examples, "test", with_images=True)
     found, total = [], 0
-    for member, snapshot, run_dir in networks:
+    for number, run_dir in enumerate([run.model_run, *later], 1):
         network = model.build_model(
             hp, len(classes), title_vocabulary_size=trainer.title_ids_of(output, hp)
         )
@@ -118,11 +113,10 @@ def networks_scored(run) -> list[dict] | None:
             )
         total = total + probabilities
         scored = titles.scores(probabilities, classes, test["categories"])
-        running = titles.scores(total / (len(found) + 1), classes, test["categories"])
+        running = titles.scores(total / number, classes, test["categories"])
         found.append(
             {
-                "member": member,
-                "snapshot": snapshot,
+                "member": number,
                 "top_1": scored["top_1"],
                 "top_3": scored["top_3"],
                 "running_top_1": running["top_1"],
@@ -460,7 +454,7 @@ def main(argv: list[str] | None = None) -> dict:
     class_names = html_report.category_names(graph_uri)
     matrix = evaluation.confusion_matrix(evaluation_uri, len(class_names))
     epochs = trainer_epochs(out)
-    networks = networks_scored(last_run(out))
+    members = members_scored(last_run(out))
     baseline = None if args.skip_baseline else seed_method(examples_uri)
     total_s = time.monotonic() - started
     if not args.output_dir:
@@ -490,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict:
         total_seconds=round(total_s, 1),
         components={k: v["wall_time_s"] for k, v in summary["components"].items()},
         trainer_epochs=epochs,
-        networks=networks,
+        ensemble_members=members,
     )
 
 

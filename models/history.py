@@ -14,9 +14,6 @@ CURVES_FILE = "training_curves.png"
 # An ensemble's later members keep their history in these directories of the model
 # run's (member_2, member_3, ...); the first member's is the run's own.
 MEMBER_DIR_PREFIX = "member_"
-# A network's snapshots (models/trainer.py snapshot_job) keep theirs in its directory's
-# snapshot_1, snapshot_2, ...
-SNAPSHOT_DIR_PREFIX = "snapshot_"
 
 
 def member_dir(model_run_dir: str, member: int) -> str:
@@ -26,30 +23,12 @@ def member_dir(model_run_dir: str, member: int) -> str:
     return os.path.join(model_run_dir, f"{MEMBER_DIR_PREFIX}{member + 1}")
 
 
-def snapshot_dir(network_dir: str, snapshot: int) -> str:
-    """Where restart cycle `snapshot` (from 1; 0 is the network's own training) after a
-    network's training keeps its history: a directory in the network's."""
-    if not snapshot:
-        return network_dir
-    return os.path.join(network_dir, f"{SNAPSHOT_DIR_PREFIX}{snapshot}")
-
-
 def later_member_dirs(model_run_dir: str) -> list[str]:
     """The directories of an ensemble's later members, in the members' order; none for
     a single network."""
-    return _numbered_dirs(model_run_dir, MEMBER_DIR_PREFIX)
-
-
-def snapshot_dirs(network_dir: str) -> list[str]:
-    """The directories of a network's snapshots, in their order; none without."""
-    return _numbered_dirs(network_dir, SNAPSHOT_DIR_PREFIX)
-
-
-def _numbered_dirs(parent: str, prefix: str) -> list[str]:
-    found = fileio.glob(os.path.join(parent, f"{prefix}*"))
-    numbered = [(d, d.rstrip("/").rsplit(prefix, 1)[-1]) for d in found]
-    numbered = [(d, int(n)) for d, n in numbered if n.isdigit()]
-    return [d for d, _ in sorted(numbered, key=lambda pair: pair[1])]
+    found = fileio.glob(os.path.join(model_run_dir, f"{MEMBER_DIR_PREFIX}*"))
+    numbered = [(d, d.rstrip("/").rsplit(MEMBER_DIR_PREFIX, 1)[-1]) for d in found]
+    return [d for d, n in sorted(numbered, key=lambda pair: int(pair[1])) if n.isdigit()]
 
 
 def save_history(history: dict, out_dir: str) -> None:

@@ -152,14 +152,6 @@ PRETRAIN_EPOCHS = 0
 # top-1 on average against 41.1% for one (benchmarks/README.md, "Ensembles"), at four
 # times the Trainer's time: past the quality benchmark's hour on 2 cores, so 1 by default.
 ENSEMBLE_MEMBERS = 1
-# Snapshots (fast geometric ensembling, Garipov et al. 2018): after each network's
-# training, SNAPSHOTS short cycles, each restarting from the network the last one
-# ended with, under the same warm-up-and-cosine schedule at SNAPSHOT_RATE_SHARE of the
-# learning rate over SNAPSHOT_EPOCHS; every cycle's network joins the served ensemble.
-# A cycle costs SNAPSHOT_EPOCHS epochs, not a whole training. 0: none.
-SNAPSHOTS = 0
-SNAPSHOT_EPOCHS = 6
-SNAPSHOT_RATE_SHARE = 0.25
 # Serialized examples (about 5 KB each) in the training data's shuffle buffer: the
 # whole training set, up to MAX_SHUFFLE_BUFFER (160 MB). A split's files can hold
 # its examples grouped by category (downloads finish roughly in the order they were

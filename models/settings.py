@@ -18,18 +18,10 @@ TRAINER_ONLY = (
     "backup_dir",
     "pretrain_epochs",
     "ensemble_members",
-    "snapshots",
-    "snapshot_epochs",
 )
 # Keys of the Trainer's the PretrainTrainer does not read: the fine-tuning's length and
 # how many networks it trains.
-FINE_TUNING_ONLY = (
-    "train_epochs",
-    "train_patience",
-    "ensemble_members",
-    "snapshots",
-    "snapshot_epochs",
-)
+FINE_TUNING_ONLY = ("train_epochs", "train_patience", "ensemble_members")
 # Read by the Tuner's executor from TuneArgs, not by tuner_fn: in neither custom_config.
 TUNE_ARGS_ONLY = ("parallel_trials",)
 
@@ -90,10 +82,6 @@ class TrainingSettings:
     # Networks the Trainer trains from different seeds and exports as one model that
     # averages their probabilities; 1: a single network.
     ensemble_members: int = hyperparameters.ENSEMBLE_MEMBERS
-    # Short restart cycles after each network, each cycle's network joining the served
-    # ensemble (models/hyperparameters.py SNAPSHOTS), and each cycle's epochs.
-    snapshots: int = hyperparameters.SNAPSHOTS
-    snapshot_epochs: int = hyperparameters.SNAPSHOT_EPOCHS
     # Where a killed Trainer's state waits for its rerun; "" keeps it in the run dir.
     backup_dir: str = ""
     # Trials run at once (TuneArgs.num_parallel_trials); 0: one per GPU, or 1 without.
@@ -118,10 +106,6 @@ class TrainingSettings:
             raise ValueError(
                 f"ensemble_members {self.ensemble_members!r}: expected an integer >= 1"
             )
-        if not isinstance(self.snapshots, int) or self.snapshots < 0:
-            raise ValueError(f"snapshots {self.snapshots!r}: expected an integer >= 0")
-        if not isinstance(self.snapshot_epochs, int) or self.snapshot_epochs < 1:
-            raise ValueError(f"snapshot_epochs {self.snapshot_epochs!r}: expected an integer >= 1")
         if not isinstance(self.parallel_trials, int) or self.parallel_trials < 0:
             raise ValueError(f"parallel_trials {self.parallel_trials!r}: expected an integer >= 0")
         if self.mixed_precision not in hyperparameters.MIXED_PRECISION_CHOICES:

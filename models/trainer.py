@@ -20,7 +20,7 @@ from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
 from bookcover import constants, progress
-from models import export, history, hyperparameters, inputs, model, resume
+from models import export, history, inputs, model, resume
 from models.settings import TrainingSettings
 from models.tuning import RecordingGridSearch, grid_size, trial_seed
 
@@ -223,19 +223,12 @@ def dtype_policy(name: str):
 
 
 def backup_dir_for(
-    base: str,
-    fn_args,
-    hparams: dict,
-    settings: TrainingSettings,
-    member: int = 0,
-    snapshot: int = 0,
+    base: str, fn_args, hparams: dict, settings: TrainingSettings, member: int = 0
 ) -> str:
     """A stable directory per training job, so a killed run (and only it) resumes. An
-    ensemble's first member is the job a single network's run is, and a network's
-    training the same job with or without snapshots after it: a run killed with one
-    network resumes as the first of more."""
-    not_identity = ("backup_dir", "ensemble_members", "snapshots", "snapshot_epochs")
-    later = {"snapshot": snapshot, "snapshot_epochs": settings.snapshot_epochs} if snapshot else {}
+    ensemble's first member is the job a single network's run is: a run killed with one
+    member resumes as the first of more."""
+    not_identity = ("backup_dir", "ensemble_members")
     identity = json.dumps(
         {
             "train": sorted(fn_args.train_files),
@@ -245,7 +238,6 @@ def backup_dir_for(
             "hparams": hparams,
             "settings": {k: v for k, v in settings.for_trainer().items() if k not in not_identity},
             **({"member": member} if member else {}),
-            **later,
         },
         sort_keys=True,
         default=str,
@@ -306,31 +298,11 @@ class Job:
     classes: list[str] | None = None  # pretraining: the categories it labels by
     title_ids: int = 0
     member: int = 0  # which network of an ensemble: its seed's offset
-    snapshot: int = 0  # which restart cycle after the member's training (0: the training)
-    start: keras.Model | None = None  # a snapshot's: the network its cycle restarts from
 
     def run_dir(self, fn_args) -> str:
         """Where its history, best epoch and TensorBoard logs go: the model run's
-        directory, or a member's directory in it for an ensemble's later members, and a
-        snapshot's directory in that."""
-        member = history.member_dir(fn_args.model_run_dir, self.member)
-        return history.snapshot_dir(member, self.snapshot)
-
-    def seed(self) -> int:
-        """The member's seed (trial_seed), and for each of its snapshots another."""
-        values = {**self.hp.values, "snapshot": self.snapshot} if self.snapshot else self.hp.values
-        return trial_seed(values, self.member)
-
-
-def snapshot_job(job: Job, snapshot: int, settings: TrainingSettings, start: keras.Model) -> Job:
-    """Cycle `snapshot` (from 1) after `job`'s training: from `start`, the same schedule
-    at SNAPSHOT_RATE_SHARE of the learning rate, over settings.snapshot_epochs."""
-    hp = keras_tuner.HyperParameters.from_config(job.hp.get_config())
-    hp.values["learning_rate"] = job.hp.get("learning_rate") * hyperparameters.SNAPSHOT_RATE_SHARE
-    step = f"{job.step} (snapshot {snapshot} of {settings.snapshots})"
-    return dataclasses.replace(
-        job, hp=hp, epochs=settings.snapshot_epochs, step=step, snapshot=snapshot, start=start
-    )
+        directory, or a member's directory in it for an ensemble's later members."""
+        return history.member_dir(fn_args.model_run_dir, self.member)
 
 
 def train(
@@ -359,7 +331,7 @@ def train(
     # A run's model depends on its data and settings alone: the same initial weights,
     # augmentation draws and order of examples every time (the Tuner's trial of these
     # values started from the same seed).
-    keras.utils.set_random_seed(job.seed())
+    keras.utils.set_random_seed(trial_seed(hp.values, job.member))
     train_data, evaluation = datasets(
         fn_args, tf_transform_output, batch_size, hp, job.counts, strategy, True, job.classes
     )
@@ -370,16 +342,14 @@ def train(
     backup_base = settings.backup_dir or os.path.join(fn_args.model_run_dir, "backup")
     # This job's backup: Keras' resume state, the best epoch's weights and every epoch's
     # history, so a rerun after a kill exports the best of all epochs (models/resume.py).
-    job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings, job.member, job.snapshot)
+    job_dir = backup_dir_for(backup_base, fn_args, hp.values, settings, job.member)
     monitor = "val_accuracy" if job.classes else model.selection_metric(hp)
     best = resume.TrainingRecord(job_dir, monitor=monitor)
     callbacks = training_callbacks(hp, settings, best, job_dir, run_dir, job.epochs, job.step)
     with dtype_policy(policy):
         with strategy.scope():
             cnn = model.build_model(hp, job.num_classes, steps_per_epoch, job.epochs, job.title_ids)
-            if job.start is not None:  # a restart cycle; a kill's backup still wins in fit
-                cnn.set_weights(job.start.get_weights())
-            elif getattr(fn_args, "base_model", None):
+            if getattr(fn_args, "base_model", None):
                 start_from_pretrained(cnn, fn_args.base_model)
         cnn.fit(
             train_data,
@@ -397,8 +367,7 @@ def train(
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the CNN with the best hyperparameters and exports the serving model; with a
     base model (the PretrainTrainer's), from its layers; with settings.ensemble_members
-    above 1, that many networks from different seeds, and settings.snapshots restart
-    cycles after each (snapshot_job), all exported as one model."""
+    above 1, that many networks from different seeds, exported as one model."""
     settings = TrainingSettings.from_dict(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     hp = hyperparameters_from(fn_args, settings)
@@ -415,13 +384,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         if settings.ensemble_members > 1:
             step = f"{job.step} (member {member + 1} of {settings.ensemble_members})"
         member_job = dataclasses.replace(job, member=member, step=step)
-        for snapshot in range(settings.snapshots + 1):
-            this_job = member_job
-            if snapshot:  # a cycle from the network the last one ended with
-                this_job = snapshot_job(member_job, snapshot, settings, members[-1])
-            cnn, job_dir = train(fn_args, settings, tf_transform_output, this_job)
-            members.append(cnn)
-            job_dirs.append(job_dir)
+        cnn, job_dir = train(fn_args, settings, tf_transform_output, member_job)
+        members.append(cnn)
+        job_dirs.append(job_dir)
     export.export_model(members, tf_transform_output, fn_args.serving_model_dir)
     for job_dir in job_dirs:  # done: a rerun of these jobs trains afresh
         fileio.rmtree(job_dir)

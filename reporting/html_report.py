@@ -229,8 +229,7 @@ def _trials(results_uri: str | None, report_dir: str) -> dict | None:
 
 
 def _training(model_run_uri: str | None, report_dir: str) -> dict | None:
-    """The network's training, and each later member's of an ensemble (`members`), each
-    with its snapshots' (`snapshots`)."""
+    """The network's training, and each later member's of an ensemble (`members`)."""
     first = _network(model_run_uri, report_dir)
     if first is None:
         return None
@@ -240,8 +239,7 @@ def _training(model_run_uri: str | None, report_dir: str) -> dict | None:
         found = _network(run_dir, report_dir, f"{training_history.MEMBER_DIR_PREFIX}{number}_")
         if found:  # a member without a history is counted, not shown
             members.append({"number": number, **found})
-    networks = sum(1 + len(training_history.snapshot_dirs(d)) for d in [model_run_uri, *later])
-    return {**first, "networks": networks, "seeds": 1 + len(later), "members": members}
+    return {**first, "networks": 1 + len(later), "members": members}
 
 
 def _network(run_dir: str | None, report_dir: str, plot_prefix: str = "") -> dict | None:
@@ -249,33 +247,14 @@ def _network(run_dir: str | None, report_dir: str, plot_prefix: str = "") -> dic
     history = read_json(run_dir, training_history.HISTORY_FILE)
     if history is None:
         return None
-    curves = os.path.join(run_dir, training_history.CURVES_FILE)
-    return {
-        **_best_epoch(history),
-        "plot": _copy(curves, report_dir, plot_prefix + training_history.CURVES_FILE),
-        "snapshots": _snapshots(run_dir),
-    }
-
-
-def _best_epoch(history: dict) -> dict:
-    """Epochs run, and the best validation accuracy and its epoch (None without one)."""
     best = int(np.argmax(history["val_accuracy"])) if history.get("val_accuracy") else None
+    curves = os.path.join(run_dir, training_history.CURVES_FILE)
     return {
         "epochs": len(history.get("loss", [])),
         "best_epoch": None if best is None else best + 1,
         "best_accuracy": None if best is None else _pct(history["val_accuracy"][best]),
+        "plot": _copy(curves, report_dir, plot_prefix + training_history.CURVES_FILE),
     }
-
-
-def _snapshots(network_dir: str) -> list[dict]:
-    """A row per snapshot of the network (its cycle's epochs and best epoch); a snapshot
-    without a history is left out."""
-    rows = []
-    for number, run_dir in enumerate(training_history.snapshot_dirs(network_dir), 1):
-        history = read_json(run_dir, training_history.HISTORY_FILE)
-        if history is not None:
-            rows.append({"number": number, **_best_epoch(history)})
-    return rows
 
 
 def _evaluation(evaluation_uri: str, class_names: list[str], report_dir: str) -> dict:

@@ -3,13 +3,16 @@ seed, and every signature answers their mean probabilities, in every loader."""
 
 import json
 import os
+import shutil
 import subprocess
 import types
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from benchmarks import levers, quality, titles
 from models import export, history, inputs, model, trainer, tuning
 from models.settings import TrainingSettings
 from reporting import html_report
@@ -124,6 +127,35 @@ def test_the_trainer_trains_each_member_from_its_own_seed_and_exports_their_mean
         export.export_model(cnn, output, str(tmp_path / f"member{i}"))
         alone.append(served(str(tmp_path / f"member{i}")))
     np.testing.assert_allclose(served(str(out / "serving")), np.mean(alone, axis=0), atol=1e-6)
+    scored_by_the_quality_benchmark(tmp_path, out, records, hp)
+
+
+def scored_by_the_quality_benchmark(tmp_path, out, records: str, hp) -> None:
+    """benchmarks.quality scores each member alone and the running mean in the members'
+    order: the last mean is the exported model's accuracy."""
+    (tmp_path / "examples" / "Split-test").mkdir(parents=True)
+    shutil.copy(records, tmp_path / "examples" / "Split-test" / "data.gz")
+    (tmp_path / "hp").mkdir()
+    (tmp_path / "hp" / "best_hyperparameters.txt").write_text(json.dumps(hp.get_config()))
+    run = types.SimpleNamespace(
+        model_run=str(out / "run"),
+        best_hyperparameters=str(tmp_path / "hp"),
+        transform_graph=str(tmp_path / "graph"),
+        examples=str(tmp_path / "examples"),
+    )
+    members = quality.members_scored(run)
+    assert [m["member"] for m in members] == [1, 2]
+    assert members[0]["running_top_1"] == members[0]["top_1"]
+    test = titles.read_examples(str(tmp_path / "examples"), "test", with_images=True)
+    output = trainer.tft.TFTransformOutput(str(tmp_path / "graph"))
+    classes = inputs.category_names(output)
+    ensemble = levers.probabilities(
+        tf.saved_model.load(str(out / "serving")), test["images"], classes
+    )
+    assert (
+        members[-1]["running_top_1"]
+        == titles.scores(ensemble, classes, test["categories"])["top_1"]
+    )
 
 
 def test_an_ensemble_s_first_member_is_the_single_network_s_job(tmp_path):

@@ -455,20 +455,3 @@ def test_ensemble_members_reach_the_trainer_alone(tmp_path):
     assert "ensemble_members" not in json.loads(steps["Tuner"].exec_properties["custom_config"])
     with pytest.raises(SystemExit, match="ensemble_members"):
         compile_config({**config, "ensemble_members": 0}, tmp_path)
-
-
-def test_snapshot_keys_reach_the_trainer_alone(tmp_path):
-    config = {
-        "image": IMAGE,
-        "pipeline_root": "gs://bucket/bookcover",
-        "books_csv": "gs://bucket/data/books_data.csv",
-        "snapshots": 2,
-        "snapshot_epochs": 5,
-    }
-    steps = {c.id: c for c in runner.build(config).components}
-    trainer_config = json.loads(steps["Trainer"].exec_properties["custom_config"])
-    assert (trainer_config["snapshots"], trainer_config["snapshot_epochs"]) == (2, 5)
-    assert "snapshots" not in json.loads(steps["Tuner"].exec_properties["custom_config"])
-    for key, wrong in (("snapshots", -1), ("snapshot_epochs", 0)):
-        with pytest.raises(SystemExit, match=key):
-            compile_config({**config, key: wrong}, tmp_path)

@@ -338,14 +338,3 @@ def test_ensemble_members_flag_reaches_the_trainer_settings(capsys):
     with pytest.raises(SystemExit):
         local_runner.parse_args(["--ensemble-members", "0"])
     assert "argument --ensemble-members" in capsys.readouterr().err
-
-
-def test_snapshot_flags_reach_the_trainer_settings(capsys):
-    assert settings([]).snapshots == hyperparameters.SNAPSHOTS
-    assert settings([]).snapshot_epochs == hyperparameters.SNAPSHOT_EPOCHS
-    given = settings(["--snapshots", "3", "--snapshot-epochs", "4"])
-    assert (given.snapshots, given.snapshot_epochs) == (3, 4)
-    for wrong in (["--snapshots", "-1"], ["--snapshot-epochs", "0"]):
-        with pytest.raises(SystemExit):
-            local_runner.parse_args(wrong)
-        assert f"argument {wrong[0]}" in capsys.readouterr().err
