@@ -430,15 +430,14 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> dict:
     args, runner_args = parse_args(argv)
+    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     if args.pretraining:
         out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-pretraining-")
-        command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
         return pretraining_main(
             out, runner_args, command, args.pretrain_epochs, args.fine_tune_epochs
         )
     if args.titles:
         out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-titles-")
-        command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
         return titles_main(out, runner_args, command, args.title_option, args.cover_model)
 
     out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-")
@@ -467,7 +466,7 @@ def main(argv: list[str] | None = None) -> dict:
         baseline=baseline and baseline["top_1"],
         ratio=baseline and round(ours / baseline["top_1"], 2),
         unit="top-1 test accuracy",
-        command=" ".join([COMMAND, *(argv if argv is not None else [])]),
+        command=command,
         ours_top_3=round(summary["test_top_3_accuracy"], 4),
         baseline_top_3=baseline and baseline["top_3"],
         chance=round(1 / len(class_names), 4),
