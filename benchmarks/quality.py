@@ -447,14 +447,14 @@ def main(argv: list[str] | None = None) -> dict:
     # Only now: these import TensorFlow, which must come after the runner's quiet setup.
     from reporting import evaluation, html_report
 
-    (examples_uri,) = glob.glob(os.path.join(out, "pipeline", "CoverExampleGen", "examples", "*"))
-    (evaluation_uri,) = glob.glob(os.path.join(out, "pipeline", "Evaluator", "evaluation", "*"))
-    (graph_uri,) = glob.glob(os.path.join(out, "pipeline", "Transform", "transform_graph", "*"))
-    class_names = html_report.category_names(graph_uri)
-    matrix = evaluation.confusion_matrix(evaluation_uri, len(class_names))
+    # This run's artifacts, not a glob: a rerun in the same output directory (another
+    # --ensemble-members, the earlier steps from the cache) leaves older ones beside them.
+    run = last_run(out)
+    class_names = html_report.category_names(run.transform_graph)
+    matrix = evaluation.confusion_matrix(run.evaluation, len(class_names))
     epochs = trainer_epochs(out)
-    members = members_scored(last_run(out))
-    baseline = None if args.skip_baseline else seed_method(examples_uri)
+    members = members_scored(run)
+    baseline = None if args.skip_baseline else seed_method(run.examples)
     total_s = time.monotonic() - started
     if not args.output_dir:
         shutil.rmtree(out, ignore_errors=True)
