@@ -15,6 +15,7 @@ import argparse
 import io
 import itertools
 import os
+import sys
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         baseline=theirs,
         ratio=round(ours / theirs, 3),
         unit=f"top-1 test accuracy of the case best on eval ({chosen}) and of {baseline}",
-        command=" ".join([COMMAND, *(argv or [])]),
+        command=" ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
         chosen_on_eval=chosen,
         models=models,
         views=[list(v) for v in VIEWS],
