@@ -152,8 +152,8 @@ PRETRAIN_EPOCHS = 0
 # top-1 on average against 41.1% for one (benchmarks/README.md, "Ensembles"), at four
 # times the Trainer's time: past the quality benchmark's hour on 2 cores, so 1 by default.
 ENSEMBLE_MEMBERS = 1
-# Serialized examples (about 5 KB each) in the training data's shuffle buffer: the
-# whole training set, up to MAX_SHUFFLE_BUFFER (160 MB). A split's files can hold
+# Serialized examples (5-8 KB each) in the training data's shuffle buffer: the
+# whole training set, up to MAX_SHUFFLE_BUFFER (160-260 MB). A split's files can hold
 # its examples grouped by category (downloads finish roughly in the order they were
 # asked for), and a smaller buffer then feeds the network a few categories at a time:
 # the pretraining split (21 categories, 5,318 covers) did not learn at all with 2048.
