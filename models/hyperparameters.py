@@ -149,8 +149,9 @@ TRAIN_PATIENCE = 15
 PRETRAIN_EPOCHS = 0
 # Networks the Trainer trains, each from its own seed, and exports as one model that
 # averages their probabilities (models/export.py). On real covers four scored 45.1%
-# top-1 on average against 41.1% for one (benchmarks/README.md, "Ensembles"), at four
-# times the Trainer's time: past the quality benchmark's hour on 2 cores, so 1 by default.
+# and 44.7% top-1 in two measurements against 41.1% for one (benchmarks/README.md,
+# "Ensembles"), at four times the Trainer's time: past the quality benchmark's hour
+# on 2 cores, so 1 by default.
 ENSEMBLE_MEMBERS = 1
 # Serialized examples (5-8 KB each) in the training data's shuffle buffer: the
 # whole training set, up to MAX_SHUFFLE_BUFFER (160-260 MB). A split's files can hold
