@@ -32,12 +32,8 @@ FAILURES_FILE = "failures.csv"
 STAGING_DIR = ".staging"
 FAILURE_FIELDS = ("row", "category", "url", "reason", "detail")
 # Up to this many covers selected, each split is written in the CSV's row order
-# (gathered in memory: about 8 KB an example of a real cover, 260 MB at most, what the
-# Trainer's shuffle buffer holds anyway); above it, in the order the downloads finish.
-# At 5,000, the development set's 12 categories (5,494 covers) came in a new order at
-# each run, and two runs' Tuners scored the same trials differently on them (one picked
-# 12 first filters, the next 16).
-ORDERED_WRITE_MAX_COVERS = 32_768
+# (gathered in memory); above it, in the order the downloads finish.
+ORDERED_WRITE_MAX_COVERS = 5000
 
 
 # The group of the covers kept for pretraining (no category can be named so: the CSV
