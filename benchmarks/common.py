@@ -62,6 +62,12 @@ def git_commit() -> str:
         return "unknown"
 
 
+def command_line(command: str, argv: list[str] | None) -> str:
+    """The command a result records: `command` and the flags given (main's argv, or the
+    shell's when main was called without)."""
+    return " ".join([command, *(sys.argv[1:] if argv is None else argv)])
+
+
 def write_result(
     name: str, ours: float, baseline: float, ratio: float, unit: str, command: str, **extra
 ) -> dict:

@@ -14,14 +14,13 @@ import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import requests
 from PIL import Image
 
-from benchmarks.common import BOOKCOVERS, start_bookcovers_server, write_result
+from benchmarks.common import BOOKCOVERS, command_line, start_bookcovers_server, write_result
 from bookcover import constants
 from components import books_csv
 
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         baseline=round(seed_rate, 1),
         ratio=round(ours_rate / seed_rate, 3),
         unit="covers/s (median of the rounds)",
-        command=" ".join([COMMAND, *(sys.argv[1:] if argv is None else argv)]),
+        command=command_line(COMMAND, argv),
         covers_in_csv=len(urls),
         ours_download_stage=round(stage_rate, 1),
         ours_download_stage_ratio=round(stage_rate / seed_rate, 3),

@@ -15,12 +15,11 @@ import argparse
 import io
 import itertools
 import os
-import sys
 
 import numpy as np
 
 from benchmarks import titles
-from benchmarks.common import write_result
+from benchmarks.common import command_line, write_result
 
 COMMAND = "python -m benchmarks.levers"
 # (share of width and height kept, horizontal and vertical position of the window: 0 =
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         baseline=theirs,
         ratio=round(ours / theirs, 3),
         unit=f"top-1 test accuracy of the case best on eval ({chosen}) and of {baseline}",
-        command=" ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
+        command=command_line(COMMAND, argv),
         chosen_on_eval=chosen,
         models=models,
         views=[list(v) for v in VIEWS],

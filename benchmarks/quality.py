@@ -41,13 +41,18 @@ import glob
 import io
 import os
 import shutil
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-from benchmarks.common import BOOKCOVERS, start_bookcovers_server, trainer_epochs, write_result
+from benchmarks.common import (
+    BOOKCOVERS,
+    command_line,
+    start_bookcovers_server,
+    trainer_epochs,
+    write_result,
+)
 from bookcover import constants
 from models import hyperparameters
 
@@ -430,7 +435,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> dict:
     args, runner_args = parse_args(argv)
-    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
+    command = command_line(COMMAND, argv)
     if args.pretraining:
         out = args.output_dir or tempfile.mkdtemp(prefix="bookcover-quality-pretraining-")
         return pretraining_main(
