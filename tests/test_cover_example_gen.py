@@ -15,7 +15,7 @@ from PIL import Image
 from tfx import v1 as tfx
 
 from bookcover import downloader
-from components.cover_example_gen import CoverExampleGen
+from components.cover_example_gen import CoverExampleGen, executor
 from components.cover_example_gen.settings import IngestSettings
 from pipeline import embedded_data
 from tests import cover_server as cs
@@ -154,8 +154,8 @@ def split_records(root) -> dict[str, list[bytes]]:
     return found
 
 
-def test_a_small_selection_is_written_in_row_order_whatever_order_downloads_finish(
-    server, tmp_path
+def test_splits_are_the_same_files_in_row_order_whatever_order_downloads_finish(
+    server, tmp_path, monkeypatch
 ):
     rows = []
     for i in range(30):  # later rows answer sooner: the downloads finish in reverse
@@ -165,22 +165,53 @@ def test_a_small_selection_is_written_in_row_order_whatever_order_downloads_fini
         )
         rows.append((f"Book {i:02d}", server.url + path, "Even" if i % 2 == 0 else "Odd"))
     write_csv(tmp_path / "books_data.csv", rows)
+    # Files of 4 covers at most: the 30 covers go to 8 files per split (a large
+    # selection's shape, where no worker holds a whole split).
+    monkeypatch.setattr(executor, "COVERS_PER_FILE", 4)
     # A read timeout well above the slowest answer (0.6 s): FETCH's 0.5 s timed some
     # of them out, a different few from run to run on a busy machine.
     fetch = dataclasses.replace(FETCH, read_timeout_s=5.0)
     settings = IngestSettings(top_k=2, per_class=None, balance=False, fetch=fetch)
     run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "first", settings)
-    first = split_records(tmp_path / "first")
-    assert sum(len(records) for records in first.values()) == 30  # every cover kept
-    for records in first.values():
-        titles = [
-            tf.train.Example.FromString(r).features.feature["title"].bytes_list.value[0]
-            for r in records
-        ]
-        assert titles == sorted(titles) and titles
-    # The same examples in the same order at every run: a seeded Trainer trains alike.
+    first = split_files(tmp_path / "first")
+    for split, files in first.items():
+        assert sorted(files) == [f"data_tfrecord-{i:05d}-of-00008.gz" for i in range(8)], split
+    rows_of = {
+        split: {name: [row_of(r) for r in records] for name, records in files.items()}
+        for split, files in first.items()
+    }
+    assert sorted(r for files in rows_of.values() for f in files.values() for r in f) == list(
+        range(1, 31)
+    )  # every cover kept, once
+    for files in rows_of.values():
+        for name, rows_in_file in files.items():
+            index = int(name.split("-")[1])
+            assert rows_in_file == sorted(rows_in_file)
+            assert all(row % 8 == index for row in rows_in_file)
+    # The same files, byte for byte, at every run: a seeded Tuner and Trainer train alike.
     run_example_gen(str(tmp_path / "books_data.csv"), tmp_path / "second", settings)
-    assert split_records(tmp_path / "second") == first
+    assert split_files(tmp_path / "second", raw=True) == split_files(tmp_path / "first", raw=True)
+
+
+def split_files(root, raw: bool = False) -> dict[str, dict]:
+    """Split -> file name -> its records (or, raw, its bytes)."""
+    found = {}
+    for split_dir in glob.glob(str(root / "root/CoverExampleGen/examples/*/Split-*")):
+        found[os.path.basename(split_dir)] = {
+            os.path.basename(path): (
+                open(path, "rb").read()
+                if raw
+                else [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
+            )
+            for path in glob.glob(os.path.join(split_dir, "*"))
+        }
+    return found
+
+
+def row_of(record: bytes) -> int:
+    """The CSV row (1-based) of an example of this test: its title is "Book NN", row NN + 1."""
+    title = tf.train.Example.FromString(record).features.feature["title"].bytes_list.value[0]
+    return int(title.decode().split()[1]) + 1
 
 
 def test_too_many_failures_stop_the_run_with_a_clear_message(server, tmp_path):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import logging
+import math
 import os
 import uuid
 from typing import Any
@@ -31,9 +33,15 @@ FAILURES_FILE = "failures.csv"
 # Covers wait here, as their examples, while the splits are decided (DedupeAndSplit).
 STAGING_DIR = ".staging"
 FAILURE_FIELDS = ("row", "category", "url", "reason", "detail")
-# Up to this many covers selected, each split is written in the CSV's row order
-# (gathered in memory); above it, in the order the downloads finish.
-ORDERED_WRITE_MAX_COVERS = 5000
+# Each split is written as ceil(selected / COVERS_PER_FILE) files, a cover to file
+# row % files, each file in row order: the same files at every run, whatever order the
+# downloads finish in, and one index's files (about 32 MB of examples, all splits
+# together) are all a worker holds.
+COVERS_PER_FILE = 4096
+# TFRecord framing around each record: its length (8 bytes) and that length's CRC (4)
+# before, the data's CRC (4) after.
+TFRECORD_HEADER_BYTES = 12
+TFRECORD_FRAMING_BYTES = 16
 
 
 # The group of the covers kept for pretraining (no category can be named so: the CSV
@@ -123,73 +131,66 @@ def _by_group(item: tuple[str, tuple]):
         yield group, cover
 
 
-def _by_staged_file(item: tuple[tuple, dict]):
-    """(staging file, (record index, (split, row))) for a cover that was given a split;
+def _placed_records(item: tuple[tuple, dict]):
+    """(split, (row, staging file, offset, length)) of a cover that was given a split;
     a duplicate was given none."""
     (row, _), joined = item
     for split in joined["split"]:
-        for path, index in joined["staged"]:
-            yield path, (index, (split, row))
-
-
-def _read_placed(item: tuple[str, list[tuple]]):
-    """(split, (row, example)) for each record of one staging file given a split."""
-    path, placed = item
-    wanted = {index: (split, row) for index, (split, row) in placed}
-    for index, record in enumerate(tf.data.TFRecordDataset(path)):
-        if index in wanted:
-            split, row = wanted[index]
-            yield split, (row, record.numpy())
-
-
-def _in_row_order(examples: list[tuple[int, bytes]]) -> list[bytes]:
-    return [example for _, example in sorted(examples, key=lambda placed: placed[0])]
+        for path, offset, length in joined["staged"]:
+            yield split, (row, path, offset, length)
 
 
 class StageCoversFn(beam.DoFn):
-    """Writes each cover, as its finished tf.Example, to its bundle's staging file, and
-    passes on only what deduplication and splitting need, with where the example waits:
-    no shuffle carries a cover's bytes, on any runner."""
+    """Writes each cover, as its finished tf.Example, to its bundle's staging file for
+    the split file it will go to (row % files), and passes on only what deduplication
+    and splitting need, with where the example waits: no shuffle carries a cover's
+    bytes, on any runner, and each split file's writer reads only its own staging files."""
 
-    def __init__(self, staging_dir: str):
+    def __init__(self, staging_dir: str, files: int):
         self._staging_dir = staging_dir
+        self._files = files
 
     def start_bundle(self):
-        self._writer, self._path, self._written = None, "", 0
+        self._staged: dict[int, list] = {}  # file index -> [writer, path, offset]
 
     def process(self, cover: dict):
-        if self._writer is None:
-            self._path = os.path.join(self._staging_dir, f"{uuid.uuid4().hex}.tfrecord")
-            self._writer = tf.io.TFRecordWriter(self._path)
-        self._writer.write(to_example(cover))
+        index = cover["row"] % self._files
+        if index not in self._staged:
+            path = os.path.join(self._staging_dir, f"{index:05d}-{uuid.uuid4().hex}.tfrecord")
+            self._staged[index] = [tf.io.TFRecordWriter(path), path, 0]
+        staged = self._staged[index]
+        writer, path, offset = staged
+        example = to_example(cover)
+        writer.write(example)
         yield _identity(cover)
-        yield beam.pvalue.TaggedOutput(
-            "staged", ((cover["row"], cover["content_hash"]), (self._path, self._written))
-        )
-        self._written += 1
+        where = (path, offset + TFRECORD_HEADER_BYTES, len(example))
+        yield beam.pvalue.TaggedOutput("staged", ((cover["row"], cover["content_hash"]), where))
+        staged[2] = offset + len(example) + TFRECORD_FRAMING_BYTES
 
     def finish_bundle(self):
-        # Before the bundle's outputs count: nothing reads the file until then.
-        if self._writer is not None:
-            self._writer.close()
+        # Before the bundle's outputs count: nothing reads the files until then.
+        for writer, _, _ in self._staged.values():
+            writer.close()
 
 
 class DedupeAndSplit(beam.PTransform):
-    """Covers -> (split name, (row, serialized tf.Example)): one cover per content
-    hash, stratified by category; covers marked `pretrain` to constants.PRETRAIN_SPLIT,
-    but for those of a book that eval or test holds.
+    """Covers -> (split name, (row, staging file, offset, length)), where each kept
+    cover's serialized tf.Example waits: one cover per content hash, stratified by
+    category; covers marked `pretrain` to constants.PRETRAIN_SPLIT, but for those of
+    a book that eval or test holds.
 
     Each cover is written to a staging file as it arrives (StageCoversFn).
-    Deduplication and the split assignment run on keys and hashes; each staging file
-    then learns which of its records go to which split, and is read back once. No
-    step gathers covers' bytes: not a category's on one worker, and not all of them
-    in the DirectRunner's memory.
+    Deduplication and the split assignment run on keys and hashes. No step gathers
+    covers' bytes: not a category's on one worker, and not all of them in the
+    DirectRunner's memory.
     """
 
-    def __init__(self, buckets: list[int], split_names: list[str], seed: int, staging_dir: str):
+    def __init__(
+        self, buckets: list[int], split_names: list[str], seed: int, staging_dir: str, files: int
+    ):
         super().__init__()
         self._assign = AssignSplitsFn(buckets, split_names, seed)
-        self._stage = StageCoversFn(staging_dir)
+        self._stage = StageCoversFn(staging_dir, files)
 
     def expand(self, covers_pcoll):
         staged = covers_pcoll | "Stage" >> beam.ParDo(self._stage).with_outputs(
@@ -213,10 +214,55 @@ class DedupeAndSplit(beam.PTransform):
         return (
             {"split": placed, "staged": staged.staged}
             | "Join" >> beam.CoGroupByKey()
-            | "ByStagedFile" >> beam.FlatMap(_by_staged_file)
-            | "GroupStagedFile" >> beam.GroupByKey()
-            | "ReadPlaced" >> beam.FlatMap(_read_placed)
+            | "Placed" >> beam.FlatMap(_placed_records)
         )
+
+
+class WriteSplitFilesFn(beam.DoFn):
+    """(file index, covers placed there) -> that file of every split, its covers in row
+    order, read from the index's staging files (each read forward once); each written
+    aside, then renamed in (a retried bundle writes them whole again)."""
+
+    def __init__(self, split_uris: dict[str, str], files: int, staging_dir: str):
+        self._split_uris = split_uris
+        self._files = files
+        self._staging_dir = staging_dir
+
+    def process(self, item: tuple[int, list[tuple]]):
+        index, placed = item
+        by_split: dict[str, list[tuple[int, bytes]]] = {split: [] for split in self._split_uris}
+        for path, in_file in itertools.groupby(sorted(placed, key=_where), key=_staging_file):
+            with fileio.open(path, "rb") as staged:
+                for split, row, _, offset, length in in_file:
+                    staged.seek(offset)
+                    by_split[split].append((row, staged.read(length)))
+        for split, examples in by_split.items():
+            examples.sort(key=lambda found: found[0])
+            written = os.path.join(self._staging_dir, f"{uuid.uuid4().hex}.gz")
+            with tf.io.TFRecordWriter(written, options="GZIP") as writer:
+                for _, example in examples:
+                    writer.write(example)
+            final = split_file(self._split_uris[split], index, self._files)
+            fileio.rename(written, final, overwrite=True)
+            yield final
+
+
+def _where(placed: tuple) -> tuple[str, int]:
+    return placed[2], placed[3]
+
+
+def _staging_file(placed: tuple) -> str:
+    return placed[2]
+
+
+def split_file(split_uri: str, index: int, files: int) -> str:
+    """One of a split's files, named as Beam names its shards."""
+    name = write_split.DEFAULT_TF_RECORD_FILE_NAME
+    return os.path.join(split_uri, f"{name}-{index:05d}-of-{files:05d}.gz")
+
+
+def split_file_count(selected: int) -> int:
+    return max(1, math.ceil(selected / COVERS_PER_FILE))
 
 
 def to_example(cover: dict) -> bytes:
@@ -232,6 +278,17 @@ def to_example(cover: dict) -> bytes:
     }
     example = tf.train.Example(features=tf.train.Features(feature=features))
     return example.SerializeToString(deterministic=True)
+
+
+def _write_empty_split_files(split_uris: dict[str, str], files: int) -> None:
+    """Every split holds its `files` files, those that no cover fell to empty: a split
+    that kept no cover is there, and readers see the numbering complete."""
+    for split_uri in split_uris.values():
+        for index in range(files):
+            path = split_file(split_uri, index, files)
+            if not fileio.exists(path):
+                with tf.io.TFRecordWriter(path, options="GZIP"):
+                    pass
 
 
 def written_splits(split_names: list[str], settings: IngestSettings) -> list[str]:
@@ -352,37 +409,24 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         )
         staging_dir = os.path.join(examples_uri, STAGING_DIR)
         fileio.makedirs(staging_dir)
+        files = split_file_count(selected)
         split_covers = downloaded.covers | "DedupeAndSplit" >> DedupeAndSplit(
-            buckets, split_names, settings.seed, staging_dir
+            buckets, split_names, settings.seed, staging_dir, files
         )
-        for name in written_splits(split_names, settings):
-            placed = split_covers | f"Only[{name}]" >> beam.Filter(lambda kv, n=name: kv[0] == n)
-            if selected <= ORDERED_WRITE_MAX_COVERS:
-                # In the CSV's row order, not the order the downloads finished: the
-                # same examples in the same order at every run, so that a seeded
-                # Tuner and Trainer train alike (a small split fits in memory).
-                split_examples = (
-                    placed
-                    | f"Gather[{name}]" >> beam.combiners.ToList()
-                    | f"InRowOrder[{name}]"
-                    >> beam.FlatMap(lambda found: _in_row_order([kv[1] for kv in found]))
-                )
-            else:  # already shuffled, as the downloads finished
-                split_examples = placed | f"Example[{name}]" >> beam.Map(lambda kv: kv[1][1])
-            _ = (
-                split_examples
-                # As TFX's WriteSplit writes them, without its Reshuffle: that would
-                # hold every example in the DirectRunner's memory.
-                | f"WriteSplit[{name}]"
-                >> beam.io.WriteToTFRecord(
-                    os.path.join(
-                        artifact_utils.get_split_uri(examples, name),
-                        write_split.DEFAULT_TF_RECORD_FILE_NAME,
-                    ),
-                    file_name_suffix=".gz",
-                )
-            )
+        split_uris = {
+            name: artifact_utils.get_split_uri(examples, name)
+            for name in written_splits(split_names, settings)
+        }
+        for split_uri in split_uris.values():
+            fileio.makedirs(split_uri)  # where WriteSplitFilesFn renames its files to
+        _ = (
+            split_covers
+            | "ByFile" >> beam.Map(lambda kv: (kv[1][0] % files, (kv[0], *kv[1])))
+            | "GroupByFile" >> beam.GroupByKey()
+            | "WriteSplitFiles" >> beam.ParDo(WriteSplitFilesFn(split_uris, files, staging_dir))
+        )
         result = pipeline.run()
         result.wait_until_finish()
         fileio.rmtree(staging_dir)
+        _write_empty_split_files(split_uris, files)
         return result
