@@ -4,7 +4,6 @@ import collections
 import csv
 import dataclasses
 import io
-import json
 import os
 
 import apache_beam as beam
@@ -23,6 +22,8 @@ from tests import images
 
 pytestmark = pytest.mark.pipeline  # runs a pipeline, a TFX step or training: make test
 
+SPLITS = ("train", "eval", "test")
+
 
 def cover(row, category, title, content_hash, authors=("A",)):
     return {
@@ -36,22 +37,30 @@ def cover(row, category, title, content_hash, authors=("A",)):
     }
 
 
-def run_split(covers, out_dir):
-    """Runs the real transform; results come back through a file, as from Beam workers:
-    per example its split and (title, category, content hash)."""
-    prefix = os.path.join(out_dir, f"split-{len(os.listdir(out_dir))}")
-    staging = os.path.join(out_dir, f"staging-{len(os.listdir(out_dir))}")
+def run_split(covers, out_dir, files=2):
+    """Runs the real transforms, DedupeAndSplit then WriteSplitFiles, into `files` files
+    per split; per example written, its split and (title, category, content hash)."""
+    run = os.path.join(out_dir, f"run-{len(os.listdir(out_dir))}")
+    staging = os.path.join(run, "staging")
     os.makedirs(staging)
+    split_uris = {name: os.path.join(run, f"Split-{name}") for name in SPLITS}
+    for split_uri in split_uris.values():
+        os.makedirs(split_uri)
     with TestPipeline() as p:
         _ = (
             p
             | beam.Create(covers)
-            | executor.DedupeAndSplit([3, 1, 1], ["train", "eval", "test"], 42, staging)
-            | beam.Map(lambda kv: json.dumps([kv[0], _fields(kv[1][1])]))
-            | beam.io.WriteToText(prefix, shard_name_template="")
+            | executor.DedupeAndSplit([3, 1, 1], list(SPLITS), 42, staging, files)
+            | executor.WriteSplitFiles(split_uris, files, staging)
         )
-    with open(prefix) as f:
-        return [tuple(json.loads(line)) for line in f]
+    found = []
+    for name, split_uri in split_uris.items():
+        written = sorted(os.listdir(split_uri))
+        assert len(written) <= files
+        for path in written:
+            dataset = tf.data.TFRecordDataset(os.path.join(split_uri, path), "GZIP")
+            found += [(name, _fields(record.numpy())) for record in dataset]
+    return found
 
 
 def _fields(serialized: bytes) -> dict:

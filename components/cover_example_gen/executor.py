@@ -247,6 +247,25 @@ class WriteSplitFilesFn(beam.DoFn):
             yield final
 
 
+class WriteSplitFiles(beam.PTransform):
+    """DedupeAndSplit's output -> each split's `files` files (WriteSplitFilesFn), a
+    cover to file row % files; the split directories must exist."""
+
+    def __init__(self, split_uris: dict[str, str], files: int, staging_dir: str):
+        super().__init__()
+        self._write = WriteSplitFilesFn(split_uris, files, staging_dir)
+        self._files = files
+
+    def expand(self, split_covers):
+        files = self._files
+        return (
+            split_covers
+            | "ByFile" >> beam.Map(lambda kv: (kv[1][0] % files, (kv[0], *kv[1])))
+            | "GroupByFile" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(self._write)
+        )
+
+
 def _where(placed: tuple) -> tuple[str, int]:
     return placed[2], placed[3]
 
@@ -419,12 +438,7 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         }
         for split_uri in split_uris.values():
             fileio.makedirs(split_uri)  # where WriteSplitFilesFn renames its files to
-        _ = (
-            split_covers
-            | "ByFile" >> beam.Map(lambda kv: (kv[1][0] % files, (kv[0], *kv[1])))
-            | "GroupByFile" >> beam.GroupByKey()
-            | "WriteSplitFiles" >> beam.ParDo(WriteSplitFilesFn(split_uris, files, staging_dir))
-        )
+        _ = split_covers | "WriteSplitFiles" >> WriteSplitFiles(split_uris, files, staging_dir)
         result = pipeline.run()
         result.wait_until_finish()
         fileio.rmtree(staging_dir)
