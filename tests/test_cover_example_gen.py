@@ -7,6 +7,7 @@ import glob
 import gzip
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -144,14 +145,11 @@ def test_every_misbehaviour_ends_as_expected_and_the_cache_serves_the_rerun(serv
 
 
 def split_records(root) -> dict[str, list[bytes]]:
-    found = {}
-    for split_dir in sorted(glob.glob(str(root / "root/CoverExampleGen/examples/*/Split-*"))):
-        found[os.path.basename(split_dir)] = [
-            record.numpy()
-            for path in sorted(glob.glob(os.path.join(split_dir, "*.gz")))
-            for record in tf.data.TFRecordDataset(path, compression_type="GZIP")
-        ]
-    return found
+    """Split -> its records, file after file."""
+    return {
+        split: [record for name in sorted(files) for record in files[name]]
+        for split, files in split_files(root).items()
+    }
 
 
 def test_splits_are_the_same_files_in_row_order_whatever_order_downloads_finish(
@@ -198,12 +196,14 @@ def split_files(root, raw: bool = False) -> dict[str, dict]:
     found = {}
     for split_dir in glob.glob(str(root / "root/CoverExampleGen/examples/*/Split-*")):
         found[os.path.basename(split_dir)] = {
-            os.path.basename(path): (
-                open(path, "rb").read()
+            path.name: (
+                path.read_bytes()
                 if raw
-                else [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type="GZIP")]
+                else [
+                    r.numpy() for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")
+                ]
             )
-            for path in glob.glob(os.path.join(split_dir, "*"))
+            for path in pathlib.Path(split_dir).glob("*")
         }
     return found
 
