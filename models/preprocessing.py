@@ -236,10 +236,13 @@ def normalise(images: tf.Tensor) -> tf.Tensor:
     """Per-channel standardisation with the training data's mean and deviation."""
     channel_mean = tf.reduce_mean(images, axis=[1, 2])
     channel_sq_mean = tf.reduce_mean(tf.square(images), axis=[1, 2])
-    mean = tft.mean(channel_mean, reduce_instance_dims=False)
-    sq_mean = tft.mean(channel_sq_mean, reduce_instance_dims=False)
+    # Summed in float64 and only then rounded: the analyzers combine one partial sum per
+    # Beam batch, and Beam sizes its batches by timing, so in float32 the constants came
+    # out a few ulps apart from run to run, and the same covers trained another network.
+    mean = tft.mean(channel_mean, reduce_instance_dims=False, output_dtype=tf.float64)
+    sq_mean = tft.mean(channel_sq_mean, reduce_instance_dims=False, output_dtype=tf.float64)
     std = tf.sqrt(tf.maximum(sq_mean - tf.square(mean), 1e-6))
-    return (images - mean) / std
+    return (images - tf.cast(mean, tf.float32)) / tf.cast(std, tf.float32)
 
 
 def one_hot_labels(categories: tf.Tensor, num_classes: int) -> tf.Tensor:
