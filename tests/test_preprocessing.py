@@ -5,6 +5,8 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from bookcover import constants
 from models import inputs, preprocessing
@@ -109,9 +111,6 @@ def _standardised(rows: list[dict], desired_batch_size: int, temp_dir: str) -> n
     """`normalise` over `rows` by real tf.Transform, Beam batching them `desired_batch_size`
     at a time; the transformed pixels, ordered by their first value (as the rows' are:
     standardising keeps the order)."""
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
-
     spec = {"pixels": tf.io.FixedLenFeature([2, 2, 3], tf.float32)}
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
 
