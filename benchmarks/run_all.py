@@ -13,6 +13,7 @@ BENCHMARKS = (
     "benchmarks.serving",
     "benchmarks.quality",
     "benchmarks.epochs",
+    "benchmarks.step_time",
     "benchmarks.catalogue",
     "benchmarks.tuner",
     "benchmarks.scale",
