@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -76,6 +77,9 @@ def run_case(name: str, filters: int) -> dict:
     lines = done.stdout.strip().splitlines()
     if done.returncode == 0 and lines:
         return {"ms_per_step": round(json.loads(lines[-1])["ms_per_step"], 1)}
+    unsupported = re.search(r"compile graph \S+ on (XLA_\w+): (\w+)", done.stderr)
+    if unsupported:  # XLA's own error names only the function; this line names the op
+        return {"error": "{1} cannot be compiled for {0}".format(*unsupported.groups())}
     errors = [line for line in done.stderr.splitlines() if "Error" in line or "failed" in line]
     return {"error": (errors or ["exit status " + str(done.returncode)])[-1].strip()[:300]}
 
