@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import keras
@@ -82,6 +83,9 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_or_mismatched_backup(tmp_
             text=True,
         )
         context = f"round {round_} (BOOKCOVER_KILL_SEED={seed})"
+        # A child that hangs is killed, so the reads below end instead of waiting for ever.
+        watchdog = threading.Timer(300, child.kill)
+        watchdog.start()
         assert child.stdout.readline().strip() == "training", context
         if round_ == 0:
             # Any moment from the start, so the kill may come before the first backup.
@@ -92,6 +96,7 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_or_mismatched_backup(tmp_
             # finish. A save takes most of each epoch, so most moments land inside one.
             assert child.stdout.readline().strip() == "backed up", context
             time.sleep(rng.uniform(0.0, 1.0))
+        watchdog.cancel()
         child.send_signal(signal.SIGKILL)
         child.wait()
         epoch, weights_epoch = restored(state_dir)
