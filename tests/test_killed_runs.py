@@ -6,11 +6,13 @@ import json
 import os
 import queue
 import random
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -27,10 +29,12 @@ EPOCHS = 6
 FLAGS = ["--categories", "3", *TINY_TRAINING, "--epochs", str(EPOCHS)]
 
 
-def run_and_kill(argv: list[str], marker: str | None, delay_s: float) -> tuple[int | None, str]:
+def run_and_kill(
+    argv: list[str], marker: str | None, delay_s: float | Callable[[str], float]
+) -> tuple[int | None, str]:
     """local_runner in a session of its own; once a line starts with `marker`, waits
-    `delay_s` and kills the whole session (Beam's workers too) with SIGKILL. Returns the
-    exit status (None when killed) and the output."""
+    `delay_s` (or what it gives for that line) and kills the whole session (Beam's workers
+    too) with SIGKILL. Returns the exit status (None when killed) and the output."""
     runner = subprocess.Popen(
         [sys.executable, "local_runner.py", *argv],
         cwd=ROOT,
@@ -52,7 +56,7 @@ def run_and_kill(argv: list[str], marker: str | None, delay_s: float) -> tuple[i
             continue
         output.append(line)
         if marker and line.lstrip("[ 0123456789/]").startswith(marker):
-            time.sleep(delay_s)
+            time.sleep(delay_s(line) if callable(delay_s) else delay_s)
             if runner.poll() is None:
                 os.killpg(runner.pid, signal.SIGKILL)
                 runner.wait()
@@ -79,18 +83,27 @@ def assert_nothing_half_written_is_visible(out: str, context: str) -> None:
             assert cache._valid(f.read()), (context, entry)
 
 
+def epochs(count: float) -> Callable[[str], float]:
+    """A delay of `count` epochs, timed by the Trainer's epoch line ("..., 3.7 s, ETA ...")."""
+    return lambda line: count * float(re.search(r", ([0-9.]+) s, ETA", line).group(1))
+
+
 def test_runs_killed_in_ingestion_training_and_the_push_are_finished_by_a_rerun(tmp_path):
     seed = int(os.environ.get("BOOKCOVER_KILL_SEED", time.time()))
     rng = random.Random(seed)
     out = str(tmp_path / "out")
     argv = [*FLAGS, "--output-dir", out]
+    # Training is killed within the next 1.5 epochs, timed by the epoch its marker line
+    # reports, so the kill lands before the last epoch on a fast machine too (2 remain).
+    training_epochs = rng.uniform(0.0, 1.5)
     kills = [
         ("ingestion", "CoverExampleGen ...", rng.uniform(0.0, 1.5)),
-        ("training", f"Trainer: epoch {rng.randint(2, EPOCHS - 2)}/", rng.uniform(0.0, 1.5)),
+        ("training", f"Trainer: epoch {rng.randint(2, EPOCHS - 2)}/", epochs(training_epochs)),
         ("the push", "Pusher ...", rng.uniform(0.0, 0.5)),
     ]
     for stage, marker, delay in kills:
-        context = f"killed in {stage} ({delay:.2f} s after {marker!r}; BOOKCOVER_KILL_SEED={seed})"
+        after = f"{delay:.2f} s" if isinstance(delay, float) else f"{training_epochs:.2f} epochs"
+        context = f"killed in {stage} ({after} after {marker!r}; BOOKCOVER_KILL_SEED={seed})"
         status, output = run_and_kill(argv, marker, delay)
         assert status is None, f"{context}: the run ended before the kill ({status}):\n{output}"
         assert_nothing_half_written_is_visible(out, context)
