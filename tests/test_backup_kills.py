@@ -22,7 +22,7 @@ pytestmark = pytest.mark.pipeline  # runs training: make test
 TRAIN = """
 import sys, numpy as np, keras
 from models import resume
-from tests.test_backup_kills import SayFirstBackup, build_model
+from tests.test_backup_kills import build_model
 model = build_model()
 x, y = np.ones((8, 64), "float32"), np.zeros((8, 1), "float32")
 print("training", flush=True)
@@ -30,7 +30,8 @@ model.fit(x, y, epochs=10_000, verbose=0, callbacks=[
     keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: model.epoch_seen.assign(epoch + 1)),
     resume.AtomicBackupAndRestore(sys.argv[1], delete_checkpoint=False),
-    SayFirstBackup(),
+    # After the backup callback, so each line says an epoch's backup is complete.
+    keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print("backed up", flush=True)),
 ])
 """
 
@@ -44,19 +45,6 @@ def build_model() -> keras.Model:
     model.epoch_seen = model.add_weight(shape=(), initializer="zeros", trainable=False)
     model.compile(optimizer="adam", loss="mse")
     return model
-
-
-class SayFirstBackup(keras.callbacks.Callback):
-    """Prints "backed up" once, when this run's first backup is complete (it runs after it)."""
-
-    def __init__(self):
-        super().__init__()
-        self.said = False
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.said:
-            print("backed up", flush=True)
-            self.said = True
 
 
 def restored(state_dir: str) -> tuple[int, int]:
@@ -94,7 +82,7 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_or_mismatched_backup(tmp_
             # A moment counted from a finished backup, not from the start: on a slow machine
             # (CI took over 2.5 s to the first one) kills from the start never let a backup
             # finish. A save takes most of each epoch, so most moments land inside one.
-            assert child.stdout.readline().strip() == "backed up", context
+            assert child.stdout.readline().strip() == "backed up", context  # the run's first
             time.sleep(rng.uniform(0.0, 1.0))
         watchdog.cancel()
         child.send_signal(signal.SIGKILL)
